@@ -1,0 +1,123 @@
+"""The mesh's root CA and one intermediate CA per cluster, as Istio's tools/certs make them.
+
+Profiles follow Istio's `tools/certs/common.mk`: the root is `O=Istio, CN=Root CA`; each
+intermediate is `O=Istio, CN=Intermediate CA, L=<cluster>`, a CA with path length 0 and the SAN
+`istiod.istio-system.svc`. Both carry keyUsage digitalSignature, nonRepudiation,
+keyEncipherment, keyCertSign. Private keys are Pulumi secrets; the root is protected.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+import pulumi_tls as tls
+
+from .config import CertificateConfig
+
+ORGANIZATION = "Istio"
+ROOT_COMMON_NAME = "Root CA"
+INTERMEDIATE_COMMON_NAME = "Intermediate CA"
+ISTIOD_SAN = "istiod.istio-system.svc"
+# keyUsage of both profiles; "content_commitment" is the provider's name for nonRepudiation.
+CA_USES = ("digital_signature", "content_commitment", "key_encipherment", "cert_signing")
+
+CACERTS_KEYS = ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem")
+
+
+def cacerts_data(ca_cert: str, ca_key: str, root_cert: str) -> dict[str, str]:
+    """The four files istiod reads from the `cacerts` secret; the chain is intermediate, root."""
+    def pem(text: str) -> str:
+        return text if text.endswith("\n") else text + "\n"
+
+    return {
+        "ca-cert.pem": pem(ca_cert),
+        "ca-key.pem": pem(ca_key),
+        "root-cert.pem": pem(root_cert),
+        "cert-chain.pem": pem(ca_cert) + pem(root_cert),
+    }
+
+
+def _private_key(name: str, settings: CertificateConfig, opts: pulumi.ResourceOptions) -> tls.PrivateKey:
+    if settings.key_algorithm == "RSA":
+        return tls.PrivateKey(name, algorithm="RSA", rsa_bits=settings.rsa_bits, opts=opts)
+    return tls.PrivateKey(name, algorithm="ECDSA", ecdsa_curve=settings.ecdsa_curve, opts=opts)
+
+
+class RootCertificateAuthority(pulumi.ComponentResource):
+    """The self-signed root every cluster's intermediate chains to."""
+
+    certificate_pem: pulumi.Output[str]
+    private_key_pem: pulumi.Output[str]
+
+    def __init__(self, name: str, settings: CertificateConfig, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("istio-mesh:pki:RootCertificateAuthority", name, None, opts)
+        # Protected: replacing the root would make every cluster distrust every other one
+        # at once. A root change is a procedure (README, "Root rotation"), not a diff.
+        protected = pulumi.ResourceOptions(parent=self, protect=True)
+        self.key = _private_key(f"{name}-key", settings, protected)
+        self.certificate = tls.SelfSignedCert(
+            f"{name}-cert",
+            private_key_pem=self.key.private_key_pem,
+            subject=tls.SelfSignedCertSubjectArgs(organization=ORGANIZATION, common_name=ROOT_COMMON_NAME),
+            validity_period_hours=settings.root_validity_hours,
+            is_ca_certificate=True,
+            set_subject_key_id=True,
+            allowed_uses=list(CA_USES),
+            opts=protected,
+        )
+        self.certificate_pem = self.certificate.cert_pem
+        self.private_key_pem = pulumi.Output.secret(self.key.private_key_pem)
+        self.register_outputs({"certificate_pem": self.certificate_pem})
+
+
+class IntermediateCertificateAuthority(pulumi.ComponentResource):
+    """One cluster's signing CA for istiod, signed by the root."""
+
+    certificate_pem: pulumi.Output[str]
+    private_key_pem: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        locality: str,
+        root: RootCertificateAuthority,
+        settings: CertificateConfig,
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ):
+        super().__init__("istio-mesh:pki:IntermediateCertificateAuthority", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.key = _private_key(f"{name}-key", settings, child)
+        request = tls.CertRequest(
+            f"{name}-csr",
+            private_key_pem=self.key.private_key_pem,
+            subject=tls.CertRequestSubjectArgs(
+                organization=ORGANIZATION, common_name=INTERMEDIATE_COMMON_NAME, locality=locality
+            ),
+            dns_names=[ISTIOD_SAN],
+            opts=child,
+        )
+        self.certificate = tls.LocallySignedCert(
+            f"{name}-cert",
+            cert_request_pem=request.cert_request_pem,
+            ca_private_key_pem=root.private_key_pem,
+            ca_cert_pem=root.certificate_pem,
+            validity_period_hours=settings.intermediate_validity_hours,
+            early_renewal_hours=settings.intermediate_early_renewal_hours,
+            is_ca_certificate=True,
+            max_path_length=0,
+            set_subject_key_id=True,
+            allowed_uses=list(CA_USES),
+            opts=child,
+        )
+        self.certificate_pem = self.certificate.cert_pem
+        self.private_key_pem = pulumi.Output.secret(self.key.private_key_pem)
+        self.register_outputs({"certificate_pem": self.certificate_pem})
+
+    def cacerts(self, root: RootCertificateAuthority) -> pulumi.Output[dict]:
+        """The `cacerts` data as one secret Output."""
+        return pulumi.Output.secret(
+            pulumi.Output.all(self.certificate_pem, self.private_key_pem, root.certificate_pem).apply(
+                lambda values: cacerts_data(*values)
+            )
+        )

@@ -1,0 +1,56 @@
+"""One cluster of the mesh: its intermediate CA, control plane, east-west gateway, reader
+identity and (optionally) sample apps, all through that cluster's own Kubernetes provider.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from .certificate_authority import IntermediateCertificateAuthority, RootCertificateAuthority
+from .config import ClusterConfig, MeshConfig
+from .control_plane import ControlPlane
+from .gateway import EastWestGateway
+from .reader import RemoteReader
+from .samples import SampleApps
+
+
+def cluster_provider(cluster: ClusterConfig, opts: pulumi.ResourceOptions) -> k8s.Provider:
+    """An explicit provider: kubeconfig and context named, and a stable cluster identifier so
+    that a changed kubeconfig (a new path, a rotated credential) does not replace every
+    resource on the cluster (pulumi-kubernetes#2294)."""
+    kubeconfig = pulumi.Output.secret(cluster.kubeconfig) if cluster.kubeconfig_is_content else cluster.kubeconfig
+    return k8s.Provider(
+        cluster.name,
+        kubeconfig=kubeconfig,
+        context=cluster.context,
+        cluster_identifier=cluster.name,
+        opts=opts,
+    )
+
+
+class MeshCluster(pulumi.ComponentResource):
+    """Everything the mesh puts on one cluster. Pass the cluster's provider in `opts.providers`."""
+
+    def __init__(
+        self,
+        mesh: MeshConfig,
+        cluster: ClusterConfig,
+        root: RootCertificateAuthority,
+        gateway_sources: Sequence[str],
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ):
+        super().__init__("istio-mesh:mesh:Cluster", cluster.name, None, opts)
+        self.config = cluster
+        child = pulumi.ResourceOptions(parent=self)
+        self.ca = IntermediateCertificateAuthority(
+            f"{cluster.name}-intermediate-ca", cluster.cluster_name, root, mesh.certificates, child
+        )
+        self.control_plane = ControlPlane(mesh, cluster, self.ca.cacerts(root), child)
+        self.gateway = EastWestGateway(mesh, cluster, gateway_sources, [self.control_plane.istio], child)
+        self.reader = RemoteReader(mesh, cluster, self.control_plane.namespace, child)
+        if mesh.sample_apps:
+            SampleApps(mesh, cluster, [self.control_plane.istio], child)
+        self.register_outputs({"gateway_address": self.gateway.address})

@@ -1,0 +1,92 @@
+"""The whole multi-primary, multi-network mesh: one root CA, every cluster, and the remote
+secrets that connect each cluster to every other one across their providers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+from urllib.parse import urlparse
+
+import pulumi
+
+from . import gateway, kube
+from .certificate_authority import RootCertificateAuthority
+from .cluster import MeshCluster, cluster_provider
+from .config import MeshConfig
+from .remote_secret import remote_kubeconfig, remote_secret_manifest, remote_secret_name, remote_secret_pairs
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Mesh(pulumi.ComponentResource):
+    """Build it with a checked `MeshConfig`; `outputs()` is what the stack exports."""
+
+    def __init__(self, name: str, config: MeshConfig, opts: pulumi.ResourceOptions | None = None):
+        # Plans that can refuse the config run before the first resource is registered.
+        gateway_sources = {c.name: gateway.source_ranges(config, c) for c in config.clusters}
+        super().__init__("istio-mesh:mesh:Mesh", name, None, opts)
+        self.config = config
+        for cluster in config.clusters:
+            if _is_loopback(cluster.api_server_url):
+                pulumi.log.warn(
+                    f"cluster {cluster.name}: apiServerUrl {cluster.api_server_url} is a loopback address; "
+                    "only clusters on this same machine can use the remote secret made from it"
+                )
+        self.root = RootCertificateAuthority(f"{name}-root-ca", config.certificates, pulumi.ResourceOptions(parent=self))
+        self.clusters: dict[str, MeshCluster] = {}
+        for cluster in config.clusters:
+            provider = cluster_provider(cluster, pulumi.ResourceOptions(parent=self))
+            self.clusters[cluster.name] = MeshCluster(
+                config,
+                cluster,
+                self.root,
+                gateway_sources[cluster.name],
+                pulumi.ResourceOptions(parent=self, providers=[provider]),
+            )
+        self.remote_secrets: dict[str, list[str]] = {c.name: [] for c in config.clusters}
+        for source, holder in remote_secret_pairs(config.clusters):
+            self._remote_secret(source.name, holder.name)
+        self.register_outputs({"mesh_id": config.mesh_id})
+
+    def _remote_secret(self, source_name: str, holder_name: str) -> None:
+        """On `holder`, the secret through which its istiod reads `source`."""
+        source = self.clusters[source_name]
+        holder = self.clusters[holder_name]
+        cluster_name = source.config.cluster_name
+        server = source.config.api_server_url
+        kubeconfig = pulumi.Output.all(source.reader.ca_data, source.reader.token).apply(
+            lambda values: remote_kubeconfig(cluster_name, server, values[0], values[1])
+        )
+        kube.create(
+            holder_name,
+            remote_secret_manifest(cluster_name),
+            pulumi.ResourceOptions(parent=holder, depends_on=[holder.control_plane.namespace]),
+            overrides={"stringData": pulumi.Output.secret(kubeconfig).apply(lambda text: {cluster_name: text})},
+        )
+        self.remote_secrets[holder_name].append(remote_secret_name(cluster_name))
+
+    def outputs(self) -> dict[str, Any]:
+        """Stack outputs for other infrastructure; nothing secret in plain form."""
+        return {
+            "meshId": self.config.mesh_id,
+            "rootCertificate": self.root.certificate_pem,
+            "clusters": {
+                name: {
+                    "clusterName": cluster.config.cluster_name,
+                    "network": cluster.config.network,
+                    "gatewayAddress": cluster.gateway.address,
+                    "remoteSecrets": sorted(self.remote_secrets[name]),
+                    "readerTokenSecret": cluster.reader.token_secret_name,
+                }
+                for name, cluster in self.clusters.items()
+            },
+        }
