@@ -1,0 +1,131 @@
+"""Bad configuration fails before any resource, naming the key, the value and what is accepted."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pulumi
+import pytest
+
+from mesh import config
+from mesh.mesh import Mesh
+
+from . import engine_mocks
+
+
+def test_east_west_stack_config_is_valid(east_west):
+    cfg = config.parse(east_west)
+    assert cfg.mesh_id == "mesh1"
+    assert [(c.name, c.cluster_name, c.network) for c in cfg.clusters] == [
+        ("east", "cluster1", "network1"),
+        ("west", "cluster2", "network2"),
+    ]
+    assert cfg.ready_timeout_seconds == 600
+    assert cfg.certificates.rsa_bits == 4096
+    assert cfg.certificates.intermediate_validity_hours == 87600
+
+
+def mutate(raw: dict, path: str, value):
+    raw = copy.deepcopy(raw)
+    target = raw
+    keys = path.split(".")
+    for key in keys[:-1]:
+        target = target[int(key)] if key.isdigit() else target[key]
+    last = keys[-1]
+    if value is DELETE:
+        del target[int(last) if last.isdigit() else last]
+    elif last.isdigit():
+        target[int(last)] = value
+    else:
+        target[last] = value
+    return raw
+
+
+DELETE = object()
+
+BAD = [
+    # (path to change, new value, fragments the message must contain)
+    ("meshId", DELETE, ["mesh:meshId", "missing"]),
+    ("istioVersion", DELETE, ["mesh:istioVersion", "missing"]),
+    ("clusters", DELETE, ["mesh:clusters", "missing"]),
+    ("surprise", 1, ["mesh:surprise", "unknown key", "meshId"]),
+    ("clusters.0.zone", "a", ["mesh:clusters[0].zone", "unknown key", "clusterName"]),
+    ("clusters.0.name", "East", ["mesh:clusters[0].name", "'East'", "DNS-1123 label"]),
+    ("clusters.1.network", "network 2", ["mesh:clusters[1].network", "'network 2'", "DNS-1123"]),
+    ("clusters.1.clusterName", "cluster1", ["mesh:clusters[1].clusterName", "'cluster1'", "already used", "clusters[0]"]),
+    ("clusters.1.name", "east", ["mesh:clusters[1].name", "'east'", "already used"]),
+    ("clusters.1.network", "network1", ["mesh:clusters[1].network", "'network1'", "already used"]),
+    ("clusters.0.clusterName", DELETE, ["mesh:clusters[0].clusterName", "missing"]),
+    ("clusters.0.apiServerUrl", "api.east:6443", ["mesh:clusters[0].apiServerUrl", "'api.east:6443'", "https://"]),
+    ("clusters.0.apiServerUrl", "https://api.east:64x3", ["mesh:clusters[0].apiServerUrl", "numeric port"]),
+    ("clusters.0.context", "nowhere", ["mesh:clusters[0].context", "'nowhere'", "east, west"]),
+    ("clusters.0.kubeconfig", "/does/not/exist", ["mesh:clusters[0].kubeconfig", "/does/not/exist", "existing kubeconfig"]),
+    ("clusters.0.helloworldVersion", "v3", ["mesh:clusters[0].helloworldVersion", "'v3'", "v1, v2"]),
+    ("clusters.0.egressCidrs", ["10.0.0.1/8"], ["mesh:clusters[0].egressCidrs[0]", "CIDR"]),
+    ("istioVersion", "1.28", ["mesh:istioVersion", "'1.28'", "v1.28.0"]),
+    ("istioVersion", "v1.19.0", ["mesh:istioVersion", "'v1.19.0'", "Sail operator accepts", "v1.31-latest"]),
+    ("updateStrategy", "Rolling", ["mesh:updateStrategy", "'Rolling'", "InPlace, RevisionBased"]),
+    ("readerAccess", "admin", ["mesh:readerAccess", "'admin'", "istio-reader, cluster-reader"]),
+    ("readyTimeout", "soon", ["mesh:readyTimeout", "'soon'", "'10m'"]),
+    ("sampleApps", "yes", ["mesh:sampleApps", "'yes'", "true or false"]),
+    ("certificates", {"rsaBits": 1024}, ["mesh:certificates.rsaBits", "1024", "2048, 3072, 4096"]),
+    ("certificates", {"keyAlgorithm": "DSA"}, ["mesh:certificates.keyAlgorithm", "'DSA'", "RSA, ECDSA"]),
+    (
+        "certificates",
+        {"intermediateValidityHours": 100, "intermediateEarlyRenewalHours": 100},
+        ["mesh:certificates.intermediateEarlyRenewalHours", "100", "fewer hours"],
+    ),
+    (
+        "certificates",
+        {"rootValidityHours": 10, "intermediateValidityHours": 20},
+        ["mesh:certificates.intermediateValidityHours", "20", "cannot outlive"],
+    ),
+]
+
+
+@pytest.mark.parametrize("path,value,fragments", BAD, ids=[f"{p}={v!r}" for p, v, _ in BAD])
+def test_bad_config_is_refused_with_key_value_and_accepted(east_west, path, value, fragments):
+    with pytest.raises(config.ConfigError) as error:
+        config.parse(mutate(east_west, path, value))
+    message = str(error.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_fewer_than_two_clusters_is_refused(east_west):
+    east_west["clusters"] = east_west["clusters"][:1]
+    with pytest.raises(config.ConfigError, match=r"mesh:clusters: 1 cluster\(s\) given; .* at least two"):
+        config.parse(east_west)
+
+
+def test_open_gateway_is_refused_before_any_resource(east_west):
+    for cluster in east_west["clusters"]:
+        cluster.pop("egressCidrs")
+    monitor = engine_mocks.install()
+    cfg = config.parse(east_west)
+    with pytest.raises(config.ConfigError, match="open to the whole internet"):
+        Mesh("mesh", cfg)
+    assert monitor.registrations == []
+
+
+def test_inline_kubeconfig_is_accepted(east_west):
+    path = east_west["clusters"][0]["kubeconfig"]
+    with open(path, encoding="utf-8") as handle:
+        east_west["clusters"][0]["kubeconfig"] = handle.read()
+    cfg = config.parse(east_west)
+    assert cfg.clusters[0].kubeconfig_is_content
+    assert not cfg.clusters[1].kubeconfig_is_content
+
+
+def test_stack_config_values_arrive_as_json_text(east_west):
+    """Pulumi hands structured values to the program as JSON strings and scalars as text."""
+    raw = {f"mesh:{key}": json.dumps(value) if not isinstance(value, str) else value for key, value in east_west.items()}
+    raw["other:key"] = "not ours"
+    pulumi.runtime.set_all_config(raw)
+    try:
+        cfg = config.load()
+    finally:
+        pulumi.runtime.set_all_config({})
+    assert cfg.sample_apps is True
+    assert cfg.clusters[1].egress_cidrs == ("198.51.100.0/24",)
