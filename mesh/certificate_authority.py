@@ -1,9 +1,16 @@
 """The mesh's root CA and one intermediate CA per cluster, as Istio's tools/certs make them.
 
 Profiles follow Istio's `tools/certs/common.mk`: the root is `O=Istio, CN=Root CA`; each
-intermediate is `O=Istio, CN=Intermediate CA, L=<cluster>`, a CA with path length 0 and the SAN
+intermediate is `O=Istio, CN=Intermediate CA, L=<cluster>`, a CA with the SAN
 `istiod.istio-system.svc`. Both carry keyUsage digitalSignature, nonRepudiation,
 keyEncipherment, keyCertSign. Private keys are Pulumi secrets; the root is protected.
+
+Path length: Istio's intermediates carry `pathlen:0` so that no CA below them is trusted. The
+tls provider cannot write a zero path length (it sets Go's MaxPathLen without MaxPathLenZero,
+which Go reads as "unset"; hashicorp/terraform-provider-tls#296), so the same guarantee is put
+one level up: the root carries `pathlen:1`, which admits exactly one CA (the intermediate)
+between the root and a workload certificate. A CA certificate issued by an intermediate fails
+verification either way; the lab tests check that with openssl.
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ INTERMEDIATE_COMMON_NAME = "Intermediate CA"
 ISTIOD_SAN = "istiod.istio-system.svc"
 # keyUsage of both profiles; "content_commitment" is the provider's name for nonRepudiation.
 CA_USES = ("digital_signature", "content_commitment", "key_encipherment", "cert_signing")
+
+# One CA (the cluster's intermediate) may stand between the root and a workload certificate.
+ROOT_PATH_LENGTH = 1
 
 CACERTS_KEYS = ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem")
 
@@ -62,6 +72,7 @@ class RootCertificateAuthority(pulumi.ComponentResource):
             subject=tls.SelfSignedCertSubjectArgs(organization=ORGANIZATION, common_name=ROOT_COMMON_NAME),
             validity_period_hours=settings.root_validity_hours,
             is_ca_certificate=True,
+            max_path_length=ROOT_PATH_LENGTH,
             set_subject_key_id=True,
             allowed_uses=list(CA_USES),
             opts=protected,
@@ -105,7 +116,6 @@ class IntermediateCertificateAuthority(pulumi.ComponentResource):
             validity_period_hours=settings.intermediate_validity_hours,
             early_renewal_hours=settings.intermediate_early_renewal_hours,
             is_ca_certificate=True,
-            max_path_length=0,
             set_subject_key_id=True,
             allowed_uses=list(CA_USES),
             opts=child,

@@ -219,7 +219,11 @@ def test_private_keys_are_secret_and_root_is_protected(east_west):
     for cert in signing:
         assert "caPrivateKeyPem" in cert.secret_inputs
         assert cert.inputs["isCaCertificate"] is True
-        assert cert.inputs["maxPathLength"] == 0
+    (root,) = [r for r in registrations if r.type == "tls:index/selfSignedCert:SelfSignedCert"]
+    assert root.inputs["maxPathLength"] == 1
+    assert root.inputs["isCaCertificate"] is True
+    assert root.inputs["subject"] == {"organization": "Istio", "commonName": "Root CA"}
+    assert "privateKeyPem" in root.secret_inputs
 
 
 def test_no_kubernetes_resource_without_a_provider_even_in_preview(east_west):

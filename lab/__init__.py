@@ -1,0 +1,10 @@
+"""Local Kubernetes control planes for integration tests of the mesh program.
+
+Each cluster is a real etcd + kube-apiserver + kube-controller-manager on
+127.0.0.1 (no kubelet, no container runtime), with the Sail and Istio CRDs
+installed. See `python -m lab --help` and `lab.Lab`.
+"""
+
+from .lab import Cluster, Lab, default_dir
+
+__all__ = ["Cluster", "Lab", "default_dir"]

@@ -1,0 +1,215 @@
+"""One cluster's control plane: etcd, kube-apiserver, kube-controller-manager.
+
+Only the controllers the project needs run (service-account tokens, namespaces,
+garbage collection); there is no scheduler, kubelet or container runtime, so
+Pods are stored but never run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from . import pki, procs
+from .kubeapi import ApiError, KubeClient
+
+REPO = Path(__file__).resolve().parent.parent
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
+KCM_CONTROLLERS = ",".join((
+    "serviceaccount-token-controller", "serviceaccount-controller",
+    "namespace-controller", "garbage-collector-controller",
+))
+
+
+def binaries() -> dict[str, str]:
+    """Paths of the control-plane binaries.
+
+    toolchain/kubernetes.sh pins the versions; it returns at once when they are
+    cached, and builds them (tens of minutes, once) when not. PATH is the
+    fallback for a checkout without the toolchain script.
+    """
+    script = REPO / "toolchain" / "kubernetes.sh"
+    dirs: list[str] = []
+    if script.exists():
+        # stderr passes through: a cold build takes minutes and should say so.
+        out = subprocess.run([str(script)], check=True, stdout=subprocess.PIPE, text=True)
+        dirs = out.stdout.split()
+    path = os.pathsep.join(dirs + [os.environ.get("PATH", "")])
+    found = {name: shutil.which(name, path=path) for name in COMPONENTS}
+    missing = [n for n, p in found.items() if not p]
+    if missing:
+        raise RuntimeError(f"not found: {', '.join(missing)}; run toolchain/kubernetes.sh")
+    return found  # type: ignore[return-value]
+
+
+@dataclass
+class ControlPlane:
+    """State of one cluster; its fields are what lab.json records."""
+
+    name: str
+    dir: Path
+    ports: dict[str, int] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
+    # Set to abandon a start-up in progress (Ctrl-C while clusters start in threads).
+    cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports['apiserver']}"
+
+    @property
+    def pki(self) -> pki.ClusterPKI:
+        return pki.ClusterPKI(self.dir / "pki")
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.dir / "admin.kubeconfig"
+
+    def client(self) -> KubeClient:
+        p = self.pki
+        return KubeClient(self.server, p.ca_cert, p.admin_cert, p.admin_key)
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name, "context": self.name, "server": self.server,
+            "ca_file": str(self.pki.ca_cert), "dir": str(self.dir),
+            "ports": self.ports, "pids": self.pids,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ControlPlane":
+        return cls(d["name"], Path(d["dir"]), dict(d["ports"]), dict(d["pids"]))
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def prepare(self, taken_ports: set[int]) -> None:
+        """Allocate ports and write PKI; nothing runs yet."""
+        for key in ("etcd", "etcd_peer", "apiserver"):
+            self.ports.setdefault(key, procs.free_port(taken_ports))
+        pki.create(self.pki.dir, self.name)
+        self._write_admin_kubeconfig()
+
+    def start_etcd(self, bins: dict[str, str], on_start) -> None:
+        client = f"http://127.0.0.1:{self.ports['etcd']}"
+        peer = f"http://127.0.0.1:{self.ports['etcd_peer']}"
+        self._start("etcd", [
+            bins["etcd"], f"--name={self.name}", f"--data-dir={self.dir / 'etcd'}",
+            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster={self.name}={peer}",
+            # Durability is worthless for a throwaway lab; fsync dominates start time.
+            "--unsafe-no-fsync",
+        ], on_start)
+        self._wait("etcd", lambda: b'"health":"true"' in _http_get(f"{client}/health"), 30)
+
+    def start_apiserver(self, bins: dict[str, str], on_start) -> None:
+        p = self.pki
+        port = self.ports["apiserver"]
+        self._start("kube-apiserver", [
+            bins["kube-apiserver"],
+            f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--tls-cert-file={p.server_cert}", f"--tls-private-key-file={p.server_key}",
+            f"--client-ca-file={p.ca_cert}",
+            f"--service-account-issuer=https://127.0.0.1:{port}",
+            f"--service-account-key-file={p.sa_pub}",
+            f"--service-account-signing-key-file={p.sa_key}",
+            "--authorization-mode=RBAC",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            # No kubelets register endpoints; the apiserver must not try to either.
+            "--endpoint-reconciler-type=none",
+            "--allow-privileged=true",
+        ], on_start)
+        client = self.client()
+
+        def ready() -> bool:
+            try:
+                return client.get("/readyz") == "ok" and bool(client.get("/api/v1/namespaces/default"))
+            except (OSError, ApiError):
+                return False
+
+        self._wait("kube-apiserver", ready, 90)
+
+    def start_controller_manager(self, bins: dict[str, str], on_start) -> None:
+        p = self.pki
+        self._start("kube-controller-manager", [
+            bins["kube-controller-manager"],
+            f"--kubeconfig={self.admin_kubeconfig}", "--leader-elect=false", "--secure-port=0",
+            f"--service-account-private-key-file={p.sa_key}", f"--root-ca-file={p.ca_cert}",
+            f"--controllers={KCM_CONTROLLERS}",
+        ], on_start)
+
+    def wait_controller_manager(self) -> None:
+        # The serviceaccount controller creating default/default is the sign that
+        # the controller manager is up and its informers have synced.
+        client = self.client()
+
+        def ready() -> bool:
+            try:
+                return bool(client.get("/api/v1/namespaces/default/serviceaccounts/default"))
+            except (OSError, ApiError):
+                return False
+
+        self._wait("kube-controller-manager", ready, 60)
+
+    def stop(self, components=COMPONENTS) -> None:
+        procs.stop([self.pids[c] for c in components if c in self.pids], str(self.dir))
+        for c in components:
+            self.pids.pop(c, None)
+
+    def running(self) -> dict[str, bool]:
+        return {c: procs.alive(self.pids.get(c), str(self.dir)) for c in COMPONENTS}
+
+    # -- helpers -----------------------------------------------------------
+
+    def _start(self, component: str, argv: list[str], on_start) -> None:
+        if self.cancel.is_set():
+            raise RuntimeError(f"{self.name}: start-up cancelled")
+        self.pids[component] = procs.start(argv, self.dir / f"{component}.log")
+        on_start()  # record the pid before waiting, so `down` finds a half-started lab
+
+    def _wait(self, component: str, check, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.cancel.is_set():
+            if not procs.alive(self.pids.get(component), str(self.dir)):
+                raise RuntimeError(f"{self.name}: {component} exited:\n{self._log_tail(component)}")
+            try:
+                if check():
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        if self.cancel.is_set():
+            raise RuntimeError(f"{self.name}: start-up cancelled")
+        raise RuntimeError(f"{self.name}: {component} not ready after {timeout:.0f}s:\n"
+                           f"{self._log_tail(component)}")
+
+    def _log_tail(self, component: str, lines: int = 20) -> str:
+        log = self.dir / f"{component}.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _write_admin_kubeconfig(self) -> None:
+        p = self.pki
+        self.admin_kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": self.name,
+            "clusters": [{"name": self.name, "cluster": {
+                "server": self.server, "certificate-authority": str(p.ca_cert)}}],
+            "users": [{"name": self.name, "user": {
+                "client-certificate": str(p.admin_cert), "client-key": str(p.admin_key)}}],
+            "contexts": [{"name": self.name, "context": {"cluster": self.name, "user": self.name}}],
+        }))
+
+
+def _http_get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return resp.read()

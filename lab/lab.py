@@ -1,0 +1,248 @@
+"""A lab of independent Kubernetes control planes on 127.0.0.1.
+
+State lives in one directory: lab.json (what runs where, machine-readable),
+kubeconfig (one context per cluster), and a folder per cluster with its PKI,
+etcd data and logs. lab.json is rewritten after every process start, so `down`
+can clean up a lab whose `up` died half way.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from threading import Lock
+
+import yaml
+
+from . import crds, procs
+from .controlplane import REPO, ControlPlane, binaries
+from .kubeapi import ApiError
+
+DEFAULT_CLUSTERS = ("east", "west")
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def default_dir() -> Path:
+    return Path(os.environ.get("MESH_LAB_DIR") or Path.home() / ".cache" / "mesh-lab")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    context: str
+    server: str
+    ca_file: Path
+
+
+class Lab:
+    """`with Lab(dir, clusters=["east", "west"]) as lab:` brings the clusters up
+    and takes them down again; `up()`/`down()` do the same explicitly."""
+
+    def __init__(self, dir: str | Path | None = None, clusters=DEFAULT_CLUSTERS,
+                 crds_dir: str | Path | None = None, standin: bool = True):
+        # Absolute: the path is the marker that identifies the lab's processes.
+        self.dir = Path(dir or default_dir()).resolve()
+        self.names = list(clusters)
+        # Names become kubeconfig contexts and folder names: keep them DNS labels.
+        if (not self.names or len(set(self.names)) != len(self.names)
+                or not all(_NAME.fullmatch(n) for n in self.names)):
+            raise ValueError(f"cluster names must be unique lowercase DNS labels: {self.names}")
+        self.crds_dir = Path(crds_dir) if crds_dir else crds.default_dir()
+        self.standin = standin
+        self._planes: dict[str, ControlPlane] = {}
+        self._standin_pid: int | None = None
+        self._lock = Lock()
+
+    # -- public API --------------------------------------------------------
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.dir / "kubeconfig"
+
+    @property
+    def state_path(self) -> Path:
+        return self.dir / "lab.json"
+
+    @property
+    def clusters(self) -> list[Cluster]:
+        return [Cluster(p.name, p.name, p.server, p.pki.ca_cert) for p in self._planes.values()]
+
+    @classmethod
+    def load(cls, dir: str | Path | None = None) -> "Lab":
+        """The lab recorded in dir, to inspect or stop it."""
+        lab = cls(dir)
+        lab._load_state()
+        return lab
+
+    def up(self) -> "Lab":
+        """Start every cluster. A lab already recorded in dir is stopped first."""
+        if self.dir.exists():
+            self._down_existing()
+        bins = binaries()
+        crd_docs = crds.load(self.crds_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._save()  # from now on the dir is recognisably a lab's, for `down`
+        taken: set[int] = set()
+        for name in self.names:
+            plane = ControlPlane(name, self.dir / name)
+            plane.prepare(taken)
+            self._planes[name] = plane
+        self._write_kubeconfig()
+        self._save()
+        pool = ThreadPoolExecutor(len(self._planes))
+        try:
+            list(pool.map(lambda p: self._bring_up(p, bins, crd_docs), self._planes.values()))
+            if self.standin:
+                self._start_standin()
+        except BaseException:
+            # Stopping the processes first makes the other clusters' threads
+            # fail fast; the second stop catches what they started meanwhile.
+            # The dir stays: its logs say what went wrong.
+            for p in self._planes.values():
+                p.cancel.set()
+            self._stop_processes()
+            pool.shutdown(wait=True)
+            self._stop_processes()
+            raise
+        finally:
+            pool.shutdown()
+        return self
+
+    def down(self) -> None:
+        """Stop every process of the lab and remove its directory."""
+        if not self._planes and self.state_path.exists():
+            self._load_state()  # a Lab object made for a dir another process brought up
+        self._stop_processes()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def stop_cluster(self, name: str) -> None:
+        """Make one cluster unreachable: its apiserver (and controller manager)
+        stop, etcd keeps running with the cluster's state."""
+        self._planes[name].stop(("kube-controller-manager", "kube-apiserver"))
+        self._save()
+
+    def start_cluster(self, name: str) -> None:
+        """Bring a stopped cluster back, on the same port, with its state intact."""
+        plane = self._planes[name]
+        bins = binaries()
+        running = plane.running()
+        if not running["etcd"]:
+            plane.start_etcd(bins, self._save)
+        if not running["kube-apiserver"]:
+            plane.start_apiserver(bins, self._save)
+        if not running["kube-controller-manager"]:
+            plane.start_controller_manager(bins, self._save)
+        client = plane.client()
+        crds.wait_usable(client, crds.installed(client))
+        plane.wait_controller_manager()
+
+    def stop_standin(self) -> None:
+        """Stop the operator stand-in: statuses and load-balancer addresses stay as they are,
+        so a test can take them away without the stand-in putting them back a second later."""
+        procs.stop([self._standin_pid] if self._standin_pid else [], str(self.dir))
+        self._standin_pid = None
+        self._save()
+
+    def start_standin(self) -> None:
+        """Start the operator stand-in again (it fills in what is missing within a second)."""
+        if not procs.alive(self._standin_pid, str(self.dir)):
+            self._start_standin()
+
+    def status(self) -> dict:
+        clusters = {}
+        for p in self._planes.values():
+            try:
+                ready = p.client().get("/readyz") == "ok"
+            except (OSError, ApiError):
+                ready = False
+            clusters[p.name] = {"server": p.server, "ready": ready, "processes": p.running()}
+        standin = procs.alive(self._standin_pid, str(self.dir)) if self.standin else "disabled"
+        return {"dir": str(self.dir), "kubeconfig": str(self.kubeconfig_path),
+                "clusters": clusters, "operator_standin": standin}
+
+    def __enter__(self) -> "Lab":
+        return self.up()
+
+    def __exit__(self, *exc) -> None:
+        self.down()
+
+    # -- internals ---------------------------------------------------------
+
+    def _bring_up(self, plane: ControlPlane, bins: dict[str, str], crd_docs: list[dict]) -> None:
+        plane.start_etcd(bins, self._save)
+        plane.start_apiserver(bins, self._save)
+        plane.start_controller_manager(bins, self._save)
+        crds.install(plane.client(), crd_docs)
+        plane.wait_controller_manager()
+
+    def _start_standin(self) -> None:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        self._standin_pid = procs.start(
+            [sys.executable, "-m", "lab.operator_standin", "--dir", str(self.dir)],
+            self.dir / "operator-standin.log", env)
+        self._save()
+
+    def _stop_processes(self) -> None:
+        marker = str(self.dir)
+        # Clients first, etcd last, so nothing logs a flood of connection errors.
+        procs.stop([self._standin_pid] if self._standin_pid else [], marker)
+        self._standin_pid = None
+        for components in (("kube-controller-manager", "kube-apiserver"), ("etcd",)):
+            procs.stop([p.pids[c] for p in self._planes.values() for c in components
+                        if c in p.pids], marker)
+            for p in self._planes.values():
+                for c in components:
+                    p.pids.pop(c, None)
+        if self.state_path.exists():
+            self._save()
+
+    def _down_existing(self) -> None:
+        if self.state_path.exists():
+            Lab(self.dir).down()
+        elif any(self.dir.iterdir()):
+            # Without lab.json this is not a lab's dir: never delete someone's files.
+            raise RuntimeError(f"{self.dir} exists and holds no lab.json; "
+                               "remove it or choose another --dir")
+
+    def _load_state(self) -> None:
+        state = json.loads(self.state_path.read_text())
+        self._planes = {c["name"]: ControlPlane.from_json(c) for c in state["clusters"]}
+        self.names = list(self._planes) or self.names
+        self.standin = state.get("standin", True)
+        self._standin_pid = state.get("standin_pid")
+
+    def _save(self) -> None:
+        with self._lock:  # clusters start in parallel threads
+            state = {"kubeconfig": str(self.kubeconfig_path), "standin": self.standin,
+                     "standin_pid": self._standin_pid,
+                     "clusters": [p.to_json() for p in self._planes.values()]}
+            tmp = self.state_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(state, indent=2) + "\n")
+            os.replace(tmp, self.state_path)  # never a half-written lab.json
+
+    def _write_kubeconfig(self) -> None:
+        # Data embedded rather than file paths: the file stands alone, e.g. as a
+        # Pulumi provider's `kubeconfig` input.
+        def b64(path: Path) -> str:
+            return base64.b64encode(path.read_bytes()).decode()
+
+        planes = list(self._planes.values())
+        self.kubeconfig_path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": planes[0].name,
+            "clusters": [{"name": p.name, "cluster": {
+                "server": p.server, "certificate-authority-data": b64(p.pki.ca_cert)}}
+                for p in planes],
+            "users": [{"name": f"{p.name}-admin", "user": {
+                "client-certificate-data": b64(p.pki.admin_cert),
+                "client-key-data": b64(p.pki.admin_key)}} for p in planes],
+            "contexts": [{"name": p.name, "context": {"cluster": p.name, "user": f"{p.name}-admin"}}
+                         for p in planes],
+        }, sort_keys=False))

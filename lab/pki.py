@@ -1,0 +1,100 @@
+"""Per-cluster certificates and keys, made with the openssl CLI.
+
+The openssl CLI rather than the `cryptography` package keeps the lab on the
+standard library (plus PyYAML). ECDSA P-256 keys: generated instantly, and every
+party here (Go, Python's ssl, kubectl) accepts them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+_EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+_DAYS = "3650"
+
+
+@dataclass(frozen=True)
+class ClusterPKI:
+    """Files of one cluster's PKI. One CA signs both the serving and the client
+    certificate, as kubeadm does, so `ca` is also what tokens' ca.crt carries."""
+
+    dir: Path
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.dir / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.dir / "ca.key"
+
+    @property
+    def server_cert(self) -> Path:
+        return self.dir / "apiserver.crt"
+
+    @property
+    def server_key(self) -> Path:
+        return self.dir / "apiserver.key"
+
+    @property
+    def admin_cert(self) -> Path:
+        return self.dir / "admin.crt"
+
+    @property
+    def admin_key(self) -> Path:
+        return self.dir / "admin.key"
+
+    @property
+    def sa_key(self) -> Path:
+        """Service-account signing key."""
+        return self.dir / "sa.key"
+
+    @property
+    def sa_pub(self) -> Path:
+        """Its public half, for verifying tokens (the apiserver will not derive it)."""
+        return self.dir / "sa.pub"
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def _leaf(pki: ClusterPKI, cert: Path, key: Path, subject: str, *exts: str) -> None:
+    _openssl(
+        "req", "-x509", *_EC, "-keyout", str(key), "-out", str(cert), "-days", _DAYS,
+        "-CA", str(pki.ca_cert), "-CAkey", str(pki.ca_key), "-subj", subject,
+        "-addext", "basicConstraints=critical,CA:FALSE",
+        "-addext", "keyUsage=critical,digitalSignature,keyEncipherment",
+        *(a for e in exts for a in ("-addext", e)),
+    )
+
+
+def create(dir: Path, cluster: str) -> ClusterPKI:
+    """Make (or reuse, if already complete) the PKI of `cluster` in `dir`."""
+    pki = ClusterPKI(dir)
+    if pki.sa_pub.exists():  # written last: its presence means the set is complete
+        return pki
+    dir.mkdir(parents=True, exist_ok=True)
+    _openssl(
+        "req", "-x509", *_EC, "-keyout", str(pki.ca_key), "-out", str(pki.ca_cert),
+        "-days", _DAYS, "-subj", f"/CN=mesh-lab-{cluster}-ca",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+    )
+    _leaf(
+        pki, pki.server_cert, pki.server_key, "/CN=kube-apiserver",
+        "extendedKeyUsage=serverAuth",
+        # 10.0.0.1 and the kubernetes.* names are the in-cluster identity
+        # (first IP of --service-cluster-ip-range); 127.0.0.1/localhost the lab's.
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,DNS:kubernetes,"
+        "DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local",
+    )
+    # O=system:masters: the group RBAC binds to cluster-admin out of the box.
+    _leaf(pki, pki.admin_cert, pki.admin_key, "/O=system:masters/CN=mesh-lab-admin",
+          "extendedKeyUsage=clientAuth")
+    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-out", str(pki.sa_key))
+    _openssl("pkey", "-in", str(pki.sa_key), "-pubout", "-out", str(pki.sa_pub))
+    return pki

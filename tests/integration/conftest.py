@@ -1,0 +1,71 @@
+"""Integration fixtures: real control planes (the lab), the real Pulumi engine and providers.
+
+Each lab is started once per module and always stopped, also when a test fails or the run is
+interrupted (the fixture's finaliser, and `Lab.down` kills by the lab's directory marker).
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import kubernetes
+import pytest
+import yaml
+
+from lab.lab import Lab
+from lab.stack import mesh_config, open_stack, remove_stack
+
+
+@dataclass
+class DeployedMesh:
+    lab: Lab
+    stack: Any
+    config: dict
+    outputs: dict
+
+    def client(self, cluster: str) -> kubernetes.client.ApiClient:
+        """An admin client for one lab cluster."""
+        return kubernetes.config.new_client_from_config(str(self.lab.kubeconfig_path), context=cluster)
+
+    def core(self, cluster: str) -> kubernetes.client.CoreV1Api:
+        return kubernetes.client.CoreV1Api(self.client(cluster))
+
+    def custom(self, cluster: str) -> kubernetes.client.CustomObjectsApi:
+        return kubernetes.client.CustomObjectsApi(self.client(cluster))
+
+    def cluster_config(self, name: str) -> dict:
+        return next(c for c in self.config["clusters"] if c["name"] == name)
+
+
+def secret_text(secret, key: str) -> str:
+    return base64.b64decode(secret.data[key]).decode()
+
+
+def remote_client(kubeconfig_text: str) -> kubernetes.client.ApiClient:
+    return kubernetes.config.new_client_from_config_dict(yaml.safe_load(kubeconfig_text))
+
+
+def openssl(*args: str, input_text: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["openssl", *args], input=input_text, capture_output=True, text=True)
+
+
+def deploy(name: str, clusters: list[str], tmp_path_factory, log: Callable[[str], None] = print):
+    """Start a lab, `up` the mesh on it, hand it to the tests, then destroy and stop."""
+    lab = Lab(tmp_path_factory.mktemp(f"lab-{name}"), clusters=clusters)
+    lab.up()
+    stack = None
+    try:
+        config = mesh_config(lab.clusters, lab.kubeconfig_path)
+        stack = open_stack(f"itest-{name}", config, tmp_path_factory.mktemp(f"state-{name}"))
+        result = stack.up(on_output=log, color="never")
+        yield DeployedMesh(lab, stack, config, {k: v.value for k, v in result.outputs.items()})
+    finally:
+        try:
+            if stack is not None:
+                stack.destroy(exclude_protected=True, color="never", on_output=log)
+                remove_stack(stack)
+        finally:
+            lab.down()

@@ -1,0 +1,430 @@
+"""`mesh verify` without clusters: the checks' verdicts and messages, the traffic table, the CLI.
+
+The API-facing checks run for real against the lab in tests/integration/test_verify_lab.py;
+here they get certificates, secrets and curl output made in the test.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import itertools
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from kubernetes.client import V1ObjectMeta, V1Secret
+
+from mesh import cli, config
+from mesh import verification as v
+from mesh.certificate_authority import cacerts_data
+from mesh.remote_secret import remote_kubeconfig, remote_secret_manifest
+
+# What helloworld and curl really print (helloworld's app.py; curl; Envoy's 503 body).
+HELLO_V1 = "Hello version: v1, instance: helloworld-v1-776f57d5f6-s7zfc\n"
+HELLO_V2 = "Hello version: v2, instance: helloworld-v2-54df5f84b-9hxgw\n"
+CURL_REFUSED = (
+    "curl: (7) Failed to connect to helloworld.sample port 5000 after 3 ms: Couldn't connect to server\n"
+)
+ENVOY_RESET = "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+NOW = datetime.now(timezone.utc)
+
+
+# --- certificates, made like the program's (root, then one intermediate per cluster) -------
+
+
+def _pem(certificate: x509.Certificate) -> str:
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def make_ca(common_name: str, issuer=None, days: int = 30, start: datetime = NOW - timedelta(hours=1)):
+    """A CA certificate and key; self-signed unless `issuer` is a (certificate, key) pair."""
+    key = ec.generate_private_key(ec.SECP256R1())  # fast; the checks do not care which kind
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Istio"), x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    issuer_cert, issuer_key = issuer or (None, key)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_cert.subject if issuer_cert else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None if issuer is None else 0), critical=True)
+        .sign(issuer_key, hashes.SHA256())
+    )
+    return certificate, key
+
+
+def bundle(intermediate, root_certificate) -> dict[str, bytes]:
+    """`cacerts` data as the program writes it, decoded as `read_cacerts` returns it."""
+    certificate, key = intermediate
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return {k: text.encode() for k, text in cacerts_data(_pem(certificate), key_pem, _pem(root_certificate)).items()}
+
+
+def mesh_bundles(root=None, clusters=("east", "west")) -> dict[str, dict[str, bytes]]:
+    root = root or make_ca("Root CA")
+    return {name: bundle(make_ca("Intermediate CA", issuer=root), root[0]) for name in clusters}
+
+
+@pytest.fixture(scope="module")
+def root():
+    return make_ca("Root CA")
+
+
+def by_cluster(results):
+    return {r.cluster: r for r in results}
+
+
+def test_cacerts_under_one_root_pass(root):
+    results = by_cluster(v.check_cacerts(mesh_bundles(root)))
+    assert [r.status for r in results.values()] == [v.PASS, v.PASS]
+    assert v.fingerprint(root[0]) in results["west"].detail
+
+
+def test_cacerts_under_another_root_name_the_cluster_and_both_roots(root):
+    bundles = mesh_bundles(root)
+    other = make_ca("Root CA")
+    bundles["west"] = bundle(make_ca("Intermediate CA", issuer=other), other[0])
+    results = by_cluster(v.check_cacerts(bundles))
+    assert results["east"].status == v.PASS
+    assert results["west"].failed
+    assert f"its root ({v.fingerprint(other[0])}) is not east's root ({v.fingerprint(root[0])})" in results["west"].detail
+    assert "will not trust each other" in results["west"].detail
+
+
+def test_cacerts_against_the_stack_root_blame_every_cluster_that_differs(root):
+    other = make_ca("Root CA")
+    results = v.check_cacerts(mesh_bundles(other), mesh_root=root[0])
+    assert all(r.failed and "is not the mesh's root certificate" in r.detail for r in results)
+
+
+def test_intermediate_signed_by_a_foreign_root_under_the_mesh_root_fails(root):
+    foreign = make_ca("Root CA")
+    data = bundle(make_ca("Intermediate CA", issuer=foreign), root[0])
+    (result,) = v.check_cacerts({"west": data})
+    assert result.failed
+    assert "ca-cert.pem (CN=Intermediate CA,O=Istio) is not signed by root-cert.pem" in result.detail
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: d.pop("ca-key.pem"), "missing ca-key.pem: istiod fails on a partial bundle"),
+        (lambda d: d.update({"cert-chain.pem": d["root-cert.pem"] + d["ca-cert.pem"]}), "cert-chain.pem is not ca-cert.pem followed by root-cert.pem"),
+        (lambda d: d.update({"root-cert.pem": b"not a certificate"}), "unreadable PEM data"),
+    ],
+)
+def test_broken_bundles_say_what_is_wrong(root, damage, message):
+    data = mesh_bundles(root, ["east"])["east"]
+    damage(data)
+    (result,) = v.check_cacerts({"east": data})
+    assert result.failed and message in result.detail, result.detail
+
+
+def test_a_key_of_another_certificate_is_caught(root):
+    data = mesh_bundles(root, ["east"])["east"]
+    data["ca-key.pem"] = bundle(make_ca("Intermediate CA", issuer=root), root[0])["ca-key.pem"]
+    (result,) = v.check_cacerts({"east": data})
+    assert result.failed and "ca-key.pem is not the key of ca-cert.pem" in result.detail
+
+
+def test_expired_intermediate_is_caught(root):
+    old = make_ca("Intermediate CA", issuer=root, days=1, start=NOW - timedelta(days=3))
+    (result,) = v.check_cacerts({"east": bundle(old, root[0])})
+    assert result.failed and "ca-cert.pem is outside its validity" in result.detail
+
+
+def test_missing_cacerts_secret_fails():
+    (result,) = v.check_cacerts({"east": None})
+    assert result.failed and result.detail.startswith("not found")
+
+
+# --- remote secrets (the content; access runs against the lab) -------------------------------
+
+
+@pytest.fixture
+def mesh(east_west) -> config.MeshConfig:
+    return config.parse(east_west)
+
+
+def remote_secret(cluster: config.ClusterConfig, name=None, key=None, server=None) -> V1Secret:
+    """The secret the program writes for `cluster`, optionally naming another cluster."""
+    manifest = remote_secret_manifest(cluster.cluster_name)
+    if name:
+        manifest["metadata"]["annotations"] = {"networking.istio.io/cluster": name}
+    kubeconfig = remote_kubeconfig(cluster.cluster_name, server or cluster.api_server_url, "Q0E=", "token")
+    data = {key or cluster.cluster_name: base64.b64encode(kubeconfig.encode()).decode()}
+    return V1Secret(metadata=V1ObjectMeta(**manifest["metadata"]), data=data)
+
+
+def test_the_programs_remote_secret_has_no_problems(mesh):
+    west = mesh.clusters[1]
+    problems, kubeconfig = v.remote_secret_problems(remote_secret(west), west)
+    assert problems == []
+    assert kubeconfig["current-context"] == "cluster2"
+
+
+def test_a_wrong_cluster_name_is_named(mesh):
+    west = mesh.clusters[1]
+    problems, _ = v.remote_secret_problems(remote_secret(west, name="cluster-2"), west)
+    assert problems == [
+        "remote secret for cluster2 names cluster-2 (annotation networking.istio.io/cluster); istiod registers "
+        "it under that name, not as west's clusterName cluster2"
+    ]
+
+
+def test_a_wrong_data_key_and_server_are_named(mesh):
+    west = mesh.clusters[1]
+    problems, kubeconfig = v.remote_secret_problems(remote_secret(west, key="cluster-2"), west)
+    assert kubeconfig is None
+    assert problems == ["no data key 'cluster2' (keys: cluster-2): istiod finds no kubeconfig for cluster2"]
+    problems, _ = v.remote_secret_problems(remote_secret(west, server="https://127.0.0.1:6443"), west)
+    assert problems == [f"its server is https://127.0.0.1:6443, not west's apiServerUrl {west.api_server_url}"]
+
+
+def test_a_secret_without_the_multicluster_label_is_ignored_by_istiod(mesh):
+    west = mesh.clusters[1]
+    secret = remote_secret(west)
+    secret.metadata.labels = {}
+    problems, _ = v.remote_secret_problems(secret, west)
+    assert problems == ['label istio/multiCluster is not "true": istiod ignores this secret']
+
+
+# --- control plane (a stand-in for the custom-objects API) ---------------------------------
+
+
+class FakeCustomObjects:
+    def __init__(self, objects):
+        self.objects = objects
+
+    def get_cluster_custom_object(self, group, version, plural, name):
+        return copy.deepcopy(self.objects[plural])
+
+
+def sail(kind, ready="True", message="", generation=1, observed=1):
+    return {
+        "kind": kind,
+        "metadata": {"name": "default", "generation": generation},
+        "status": {
+            "observedGeneration": observed,
+            "state": "Healthy" if ready == "True" else "ReconcileError",
+            "conditions": [{"type": "Ready", "status": ready, "reason": "ReconcileError" if message else "", "message": message}],
+            "activeRevisionName": "default",
+        },
+    }
+
+
+def test_control_plane_reports_the_operators_message(mesh):
+    message = 'failed to install/update Helm chart "istiod": context deadline exceeded'
+    custom = FakeCustomObjects({"istios": sail("Istio", "False", message), "istiocnis": sail("IstioCNI")})
+    istio, cni = v.check_control_plane(custom, mesh, mesh.clusters[0])
+    assert istio.failed and istio.item == "Istio default"
+    assert istio.detail == f"not Ready (state ReconcileError): ReconcileError: {message}"
+    assert cni.status == v.PASS and cni.item == "IstioCNI default"
+
+
+def test_a_stale_ready_condition_does_not_pass(mesh):
+    custom = FakeCustomObjects({"istios": sail("Istio", generation=2, observed=1), "istiocnis": sail("IstioCNI")})
+    istio, _ = v.check_control_plane(custom, mesh, mesh.clusters[0])
+    assert istio.failed and "has not reconciled generation 2 yet" in istio.detail
+
+
+def test_istiod_deployment_follows_the_revision_name():
+    assert v.istiod_deployment_name("default") == "istiod"
+    assert v.istiod_deployment_name("default-v1-30-3") == "istiod-default-v1-30-3"
+
+
+# --- traffic ------------------------------------------------------------------------------
+
+
+class ScriptedExec:
+    """Stands in for the pod exec API: each cluster's sleep prints the given outputs in turn."""
+
+    def __init__(self, outputs: dict[str, list]):
+        self.outputs = {name: itertools.cycle(lines) for name, lines in outputs.items()}
+        self.calls = {name: 0 for name in outputs}
+
+    def __call__(self, cluster: str) -> str:
+        self.calls[cluster] += 1
+        output = next(self.outputs[cluster])
+        if isinstance(output, Exception):
+            raise output
+        return output
+
+
+def traffic(mesh, outputs, requests=10):
+    exec_ = ScriptedExec(outputs)
+    rows = v.measure_traffic(mesh, exec_, requests, lambda line: None)
+    results = [v.traffic_result(row, mesh) for row in rows]
+    report = v.Report(results, rows, requests, v.expected_versions(mesh))
+    return report, by_cluster(results), exec_
+
+
+@pytest.mark.parametrize(
+    "output, version, error",
+    [
+        (HELLO_V1, "v1", None),
+        (HELLO_V2, "v2", None),
+        (CURL_REFUSED, None, CURL_REFUSED.strip()),
+        (ENVOY_RESET, None, ENVOY_RESET),
+        ("no healthy upstream", None, "no healthy upstream"),
+        ("", None, "empty response"),
+    ],
+)
+def test_responses_are_read_as_a_version_or_an_error(output, version, error):
+    assert v.parse_response(output) == (version, error)
+
+
+def test_every_source_seeing_every_version_passes(mesh):
+    report, results, exec_ = traffic(mesh, {"east": [HELLO_V1, HELLO_V2], "west": [HELLO_V2, HELLO_V1]})
+    assert exec_.calls == {"east": 10, "west": 10}
+    assert [r.status for r in results.values()] == [v.PASS, v.PASS]
+    assert results["east"].detail == "v1 x5, v2 x5"
+    assert report.ok
+    assert cli.traffic_table(report, report.results).splitlines() == [
+        "  FROM  v1  v2  errors  RESULT  DETAIL",
+        "  east   5   5       0  ok      v1 x5, v2 x5",
+        "  west   5   5       0  ok      v1 x5, v2 x5",
+    ]
+
+
+def test_a_source_that_sees_only_its_own_version_fails_and_points_at_the_crossing(mesh):
+    report, results, _ = traffic(mesh, {"east": [HELLO_V1, HELLO_V2], "west": [HELLO_V2]})
+    assert results["east"].status == v.PASS
+    assert results["west"].failed
+    assert results["west"].detail == (
+        "never answered by v1 (east): traffic from west does not reach east: look at the gateway, "
+        "remote-secret and cacerts checks above"
+    )
+    assert not report.ok
+    assert report.to_dict()["traffic"]["sources"]["west"] == {"versions": {"v2": 10}, "errors": {}, "missing": ["v1"]}
+
+
+def test_curl_errors_are_counted_and_quoted(mesh):
+    report, results, _ = traffic(
+        mesh, {"east": [HELLO_V1, CURL_REFUSED], "west": [HELLO_V2, ENVOY_RESET, ENVOY_RESET, HELLO_V1]}, requests=8
+    )
+    # East never saw v2: a failure, with the curl error as the evidence.
+    assert results["east"].failed
+    assert f"4 of 8 failed, e.g. 4x {CURL_REFUSED.strip()!r}" in results["east"].detail
+    # West saw both: it passes, and still shows its failed requests.
+    assert results["west"].status == v.PASS
+    assert results["west"].detail == f"v1 x2, v2 x2; 4 of 8 failed, e.g. 4x {ENVOY_RESET!r}"
+    table = cli.traffic_table(report, report.results).splitlines()
+    assert table[1].startswith("  east   4   0       4  FAIL    never answered by v2 (west)")
+    assert table[2].startswith("  west   2   2       4  ok      v1 x2, v2 x2")
+
+
+def test_a_sleep_that_cannot_be_reached_stops_at_the_first_try(mesh):
+    failure = v.ExecError("no Ready pod of Deployment sleep in namespace sample")
+    report, results, exec_ = traffic(mesh, {"east": [failure], "west": [HELLO_V1, HELLO_V2]})
+    assert exec_.calls["east"] == 1
+    assert results["east"].failed and results["east"].detail == str(failure)
+
+
+def test_every_version_anywhere_is_expected_from_every_source(three_clusters):
+    mesh = config.parse(three_clusters)  # east v1, west v2, south v1 (the defaults)
+    assert v.expected_versions(mesh) == {"v1": ["east", "south"], "v2": ["west"]}
+    _, results, _ = traffic(mesh, {"east": [HELLO_V1, HELLO_V2], "west": [HELLO_V2], "south": [HELLO_V1, HELLO_V2]})
+    assert results["west"].detail.startswith("never answered by v1 (east, south): traffic from west does not reach east, south")
+    assert results["east"].status == results["south"].status == v.PASS
+
+
+def test_curl_is_the_articles_with_a_deadline():
+    assert v.curl_command(14) == ["curl", "-sS", "--max-time", "14", "helloworld.sample:5000/hello"]
+
+
+# --- the report and the command -------------------------------------------------------------
+
+
+def test_render_has_a_table_per_check_and_a_summary_line(mesh):
+    report, _, _ = traffic(mesh, {"east": [HELLO_V1, HELLO_V2], "west": [HELLO_V2]})
+    report.results = [
+        v.Result(v.GATEWAY, "east", "Service istio-eastwestgateway", v.PASS, "address 203.0.113.7"),
+        v.Result(v.GATEWAY, "west", "Service istio-eastwestgateway", v.FAIL, "has no address"),
+        *report.results,
+    ]
+    text = cli.render(report)
+    assert text.startswith(
+        "east-west gateway\n"
+        "  CLUSTER  ITEM                           RESULT  DETAIL\n"
+        "  east     Service istio-eastwestgateway  ok      address 203.0.113.7\n"
+        "  west     Service istio-eastwestgateway  FAIL    has no address\n\n"
+        "traffic: 10 requests from each cluster's sleep to helloworld.sample:5000/hello (deployed: v1 on east, v2 on west)\n"
+    )
+    assert text.endswith("\n\nthe mesh is NOT working: 2 passed, 2 failed, 0 skipped")
+
+
+def test_stack_file_keys_are_read_like_the_program_reads_them(east_west):
+    document = {"encryptionsalt": "v1:abc", "config": {f"mesh:{k}": val for k, val in east_west.items()}}
+    document["config"]["kubernetes:context"] = "ignored"
+    assert cli.mesh_keys(document, "Pulumi.x.yaml") == east_west
+
+
+def test_pulumi_config_json_output_is_accepted(east_west):
+    document = {
+        f"mesh:{k}": {"value": json.dumps(val), "objectValue": val, "secret": False}
+        if isinstance(val, (list, dict))
+        else {"value": str(val), "secret": False}
+        for k, val in east_west.items()
+    }
+    mesh = config.parse(cli.mesh_keys(document, "mesh.json"))
+    assert [c.name for c in mesh.clusters] == ["east", "west"]
+    assert mesh.sample_apps is True
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"secure": "v1:Zm9v"}, [{"name": "east", "kubeconfig": {"secure": "v1:Zm9v"}}], {"secret": True}],
+)
+def test_encrypted_values_say_how_to_decrypt_them(value):
+    with pytest.raises(cli.UsageError, match=r"mesh:clusters is encrypted.*--show-secrets"):
+        cli.mesh_keys({"config": {"mesh:clusters": value}}, "Pulumi.x.yaml")
+
+
+def write_stack_file(tmp_path, raw, name="Pulumi.test.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump({"config": {f"mesh:{k}": val for k, val in raw.items()}}))
+    return path
+
+
+def test_config_errors_are_the_programs_and_exit_2(tmp_path, east_west, capsys):
+    east_west["clusters"][1]["clusterName"] = "Cluster_2"
+    assert cli.main(["verify", "--config", str(write_stack_file(tmp_path, east_west))]) == 2
+    assert capsys.readouterr().err.startswith("mesh verify: config mesh:clusters[1].clusterName: 'Cluster_2' is not accepted")
+
+
+def test_a_missing_stack_file_says_where_it_looked(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["verify", "--stack", "nowhere"]) == 2
+    assert f"{tmp_path}/Pulumi.nowhere.yaml: no such file" in capsys.readouterr().err
+
+
+def test_unreachable_clusters_fail_fast_and_in_json(tmp_path, east_west, monkeypatch, capsys):
+    # conftest's kubeconfig points at https://<context>.invalid:6443, which never resolves.
+    monkeypatch.chdir(tmp_path)
+    write_stack_file(tmp_path, east_west, "Pulumi.east-west.yaml")
+    assert cli.main(["verify", "--stack", "east-west", "--json", "--timeout", "1", "--request-timeout", "2"]) == 1
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert report["ok"] is False
+    servers = [r for r in report["results"] if r["check"] == v.API_SERVERS]
+    assert [(r["cluster"], r["status"]) for r in servers] == [("east", "fail"), ("west", "fail")]
+    assert servers[0]["detail"].startswith("unreachable: cannot reach the API server")
+    assert "mesh verify: connecting to east, west" in err
+
+
+def test_bad_numbers_are_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["verify", "--stack", "x", "--requests", "0"])
+    assert exit_.value.code == 2
+    assert "argument --requests: expected a whole number above 0, not '0'" in capsys.readouterr().err
