@@ -1,10 +1,5 @@
-"""Entry point of `pulumi up`: read the stack's config, build the mesh, export its outputs."""
+"""Entry point of `pulumi up`; the program itself is mesh/program.py."""
 
-import pulumi
+from mesh.program import main
 
-from mesh import config
-from mesh.mesh import Mesh
-
-mesh = Mesh("mesh", config.load())
-for key, value in mesh.outputs().items():
-    pulumi.export(key, value)
+main()

@@ -1,7 +1,8 @@
 """Pulumi stacks of the mesh program pointed at a running lab, through the Automation API.
 
-The program is the same one `pulumi up` runs on real clusters (`__main__.py` via the Python
-language host); only the stack's config differs: the lab's kubeconfig and loopback URLs, and
+The program is the one `pulumi up` runs on real clusters (`mesh.program.main`), run here as an
+Automation API inline program: the real engine and providers drive it, and no language host is
+needed (the proxy does not serve Pulumi's). Only the stack's config differs: the lab's kubeconfig and loopback URLs, and
 `awaitWorkloads: false` because no kubelet runs pods here. State lives in a local file backend.
 """
 
@@ -14,6 +15,8 @@ from typing import Any, Iterable, Mapping, Optional
 
 import yaml
 from pulumi import automation as auto
+
+from mesh import program
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 VENV = REPO / ".venv"
@@ -79,10 +82,13 @@ def open_stack(stack_name: str, config: Mapping[str, Any], state_dir: pathlib.Pa
     """Create or select `stack_name` of this project on the local backend, with `config`."""
     env = pulumi_env(state_dir)
     os.environ.update(env)  # the Automation API finds the `pulumi` binary on this PATH
-    workspace = auto.LocalWorkspace(
-        work_dir=str(REPO), pulumi_home=env["PULUMI_HOME"], env_vars=env
+    stack = auto.create_or_select_stack(
+        stack_name,
+        project_name="istio-mesh",
+        program=program.main,
+        # Pulumi.yaml of the repo: project name and `pulumi:disable-default-providers`.
+        opts=auto.LocalWorkspaceOptions(work_dir=str(REPO), pulumi_home=env["PULUMI_HOME"], env_vars=env),
     )
-    stack = auto.Stack.create_or_select(stack_name, workspace)
     write_config(stack_name, config)
     return stack
 

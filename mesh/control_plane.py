@@ -59,7 +59,11 @@ def istio_manifest(mesh: MeshConfig, cluster: ClusterConfig) -> dict[str, Any]:
                     "meshID": mesh.mesh_id,
                     "multiCluster": {"clusterName": cluster.cluster_name},
                     "network": cluster.network,
-                }
+                },
+                # istiod re-reads `cacerts` when it changes, so a renewed intermediate takes
+                # effect without a restart (the default since Istio 1.18; explicit here because
+                # renewal depends on it).
+                "pilot": {"env": {"AUTO_RELOAD_PLUGIN_CERTS": "true"}},
             },
         },
     }

@@ -85,6 +85,13 @@ def test_outputs_name_clusters_networks_and_gateway_addresses(mesh):
     assert clusters["west"]["remoteSecrets"] == ["istio-remote-secret-cluster1"]
 
 
+def subject(path: pathlib.Path) -> dict[str, str]:
+    """The certificate's subject as attribute -> value (Go orders the RDNs its own way)."""
+    line = openssl("x509", "-noout", "-subject", "-nameopt", "sep_comma_plus,space_eq", "-in", str(path)).stdout
+    parts = re.split(r"\s*,\s*", line.strip().removeprefix("subject=").strip())
+    return dict(re.split(r"\s*=\s*", part, maxsplit=1) for part in parts)
+
+
 def test_cacerts_chains_verify_under_one_root(mesh, tmp_path):
     roots = set()
     for index, name in enumerate(CLUSTERS):
@@ -97,18 +104,55 @@ def test_cacerts_chains_verify_under_one_root(mesh, tmp_path):
         verify = openssl("verify", "-CAfile", str(files["root-cert.pem"]), str(files["ca-cert.pem"]))
         assert verify.returncode == 0, verify.stderr
         text = openssl("x509", "-noout", "-text", "-in", str(files["ca-cert.pem"])).stdout
-        assert re.search(r"CA:TRUE, pathlen:0", text), text
+        assert re.search(r"X509v3 Basic Constraints: critical\s+CA:TRUE", text), text
+        assert re.search(r"X509v3 Key Usage: critical\s+Digital Signature, Non Repudiation, Key Encipherment, Certificate Sign", text)
         assert "DNS:istiod.istio-system.svc" in text
-        assert re.search(r"Subject: O\s*=\s*Istio, CN\s*=\s*Intermediate CA, L\s*=\s*cluster%d" % (index + 1), text)
+        assert subject(files["ca-cert.pem"]) == {"O": "Istio", "CN": "Intermediate CA", "L": f"cluster{index + 1}"}
         assert files["cert-chain.pem"].read_text() == files["ca-cert.pem"].read_text() + files["root-cert.pem"].read_text()
         # The key in cacerts belongs to the intermediate certificate.
         cert_key = openssl("x509", "-noout", "-pubkey", "-in", str(files["ca-cert.pem"])).stdout
         key_pub = openssl("pkey", "-pubout", "-in", str(files["ca-key.pem"])).stdout
         assert cert_key == key_pub
     assert len(roots) == 1, "the clusters' cacerts name different roots"
-    root = pathlib.Path(tmp_path / "east-root-cert.pem")
-    root_text = openssl("x509", "-noout", "-text", "-in", str(root)).stdout
-    assert re.search(r"Subject: O\s*=\s*Istio, CN\s*=\s*Root CA", root_text)
+    root_text = openssl("x509", "-noout", "-text", "-in", str(tmp_path / "east-root-cert.pem")).stdout
+    assert subject(tmp_path / "east-root-cert.pem") == {"O": "Istio", "CN": "Root CA"}
+    assert re.search(r"CA:TRUE, pathlen:1", root_text), root_text
+
+
+def test_no_ca_below_an_intermediate_is_trusted(mesh, tmp_path):
+    """What pathlen:0 on the intermediate is for: a CA it signs must not verify."""
+    secret = mesh.core("east").read_namespaced_secret("cacerts", "istio-system")
+    for key in secret.data:
+        (tmp_path / key).write_text(secret_text(secret, key))
+    (tmp_path / "ext.cnf").write_text("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n")
+    leaf_ext = tmp_path / "leaf.cnf"
+    leaf_ext.write_text("basicConstraints=critical,CA:FALSE\n")
+
+    def issue(name: str, issuer: str, extfile: pathlib.Path) -> pathlib.Path:
+        key, csr, cert = (tmp_path / f"{name}.{suffix}" for suffix in ("key", "csr", "pem"))
+        assert openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-subj", f"/CN={name}",
+                       "-out", str(csr)).returncode == 0
+        signed = openssl("x509", "-req", "-in", str(csr), "-CA", str(tmp_path / f"{issuer}.pem"),
+                         "-CAkey", str(tmp_path / f"{issuer}-key.pem"), "-CAcreateserial", "-days", "1",
+                         "-extfile", str(extfile), "-out", str(cert))
+        assert signed.returncode == 0, signed.stderr
+        return cert
+
+    (tmp_path / "ca.pem").write_text(secret_text(secret, "ca-cert.pem"))
+    (tmp_path / "ca-key.pem").write_text(secret_text(secret, "ca-key.pem"))
+    # A workload certificate issued by the intermediate verifies, as istiod's do...
+    leaf = issue("workload", "ca", leaf_ext)
+    ok = openssl("verify", "-CAfile", str(tmp_path / "root-cert.pem"), "-untrusted", str(tmp_path / "ca.pem"), str(leaf))
+    assert ok.returncode == 0, ok.stderr
+    # ...but a rogue CA under the intermediate, and anything it signs, does not.
+    issue("rogue", "ca", tmp_path / "ext.cnf")
+    (tmp_path / "rogue-key.pem").write_text((tmp_path / "rogue.key").read_text())
+    victim = issue("victim", "rogue", leaf_ext)
+    untrusted = tmp_path / "untrusted.pem"
+    untrusted.write_text((tmp_path / "rogue.pem").read_text() + (tmp_path / "ca.pem").read_text())
+    refused = openssl("verify", "-CAfile", str(tmp_path / "root-cert.pem"), "-untrusted", str(untrusted), str(victim))
+    assert refused.returncode != 0
+    assert "path length" in (refused.stdout + refused.stderr)
 
 
 def test_remote_secrets_open_the_other_cluster_read_only(mesh):

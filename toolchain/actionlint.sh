@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds actionlint (the GitHub workflow linter) from its Go module, cached outside the repo,
+# and prints its bin dir.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ACTIONLINT_VERSION=$(sed -n 's/^ACTIONLINT_VERSION=//p' "$HERE/versions.env")
+: "${ACTIONLINT_VERSION:?missing in versions.env}"
+CACHE=${MESH_TOOLCHAIN_CACHE:-$HOME/.cache/mesh-toolchain}
+BIN=$CACHE/actionlint-v$ACTIONLINT_VERSION/bin
+if [ ! -x "$BIN/actionlint" ]; then
+  GOBIN=$BIN GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build GOTOOLCHAIN=local \
+    go install "github.com/rhysd/actionlint/cmd/actionlint@v$ACTIONLINT_VERSION" >&2
+fi
+echo "$BIN"
