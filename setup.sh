@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")"
 python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+.venv/bin/pip install --quiet --disable-pip-version-check --no-deps -e .  # the `mesh` command
 bash toolchain/install.sh .venv

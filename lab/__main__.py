@@ -1,4 +1,4 @@
-"""python -m lab up|down|status"""
+"""python -m lab up|down|status|run"""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="do not run lab.operator_standin (no Istio status, no LB addresses)")
     down = sub.add_parser("down", help="stop everything the lab started and remove DIR")
     status = sub.add_parser("status", help="print what runs, as JSON")
-    for p in (up, down, status):
+    run = sub.add_parser("run", help="start the lab if it is not running, then `pulumi up` the `lab` stack on it")
+    for p in (up, down, status, run):
         p.add_argument("--dir", type=Path, default=None,
                        help=f"state dir (default $MESH_LAB_DIR or {default_dir()})")
     args = parser.parse_args(argv)
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"export KUBECONFIG={lab.kubeconfig_path}")
         return 0
 
+    if args.command == "run":
+        return run_lab_stack(dir)
+
     if not (dir / "lab.json").exists():
         print(f"no lab in {dir}", file=sys.stderr)
         return 0 if args.command == "down" else 1
@@ -46,6 +50,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lab in {dir} stopped and removed")
     else:
         print(json.dumps(lab.status(), indent=2))
+    return 0
+
+
+def run_lab_stack(dir: Path) -> int:
+    """The README's run command: the mesh program, for real, on a lab of two clusters."""
+    from .stack import echo, mesh_config, open_stack, printable_outputs
+
+    if (dir / "lab.json").exists() and all(
+        c["ready"] for name, c in Lab.load(dir).status().items() if name != "operator-standin"
+    ):
+        lab = Lab.load(dir)
+    else:
+        lab = Lab(dir).up()
+    stack = open_stack("lab", mesh_config(lab.clusters, lab.kubeconfig_path), dir / "state")
+    stack.up(on_output=echo, color="never")
+    print(json.dumps(printable_outputs(stack.outputs()), indent=2))
+    print(f"The lab keeps running (kubeconfig: {lab.kubeconfig_path}).")
+    print("Verify it:      .venv/bin/mesh verify --stack lab")
+    print(f"Stop it all:    .venv/bin/python -m lab down{'' if dir == default_dir().resolve() else f' --dir {dir}'}")
     return 0
 
 

@@ -279,11 +279,11 @@ class EastWestGateway(pulumi.ComponentResource):
             objects[manifest["kind"]] = kube.create(cluster.name, manifest, child)
         self.service = objects["Service"]
         self.gateway = kube.create(cluster.name, cross_network_gateway_manifest(), child)
-        self.address = self.service.status.apply(_ingress_address)
+        self.address = self.service.status.apply(ingress_address)
         self.register_outputs({"address": self.address})
 
 
-def _ingress_address(status: Any) -> Optional[str]:
+def ingress_address(status: Any) -> Optional[str]:
     balancer = getattr(status, "load_balancer", None)
     ingress = getattr(balancer, "ingress", None)
     if not ingress:

@@ -55,6 +55,8 @@ HELLOWORLD_URL = f"helloworld.{samples.NAMESPACE}:{samples.HELLOWORLD_PORT}/hell
 SLEEP = "sleep"
 # What helloworld answers: "Hello version: v1, instance: helloworld-v1-776f57d5f6-s7zfc".
 _HELLO = re.compile(r"Hello version: (?P<version>[^,\s]+), instance: (?P<instance>\S+)")
+# An object deleted behind Pulumi's back is only recreated after a refresh.
+RECREATE = "`pulumi up --refresh` recreates it"
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def client_from_kubeconfig(document: Mapping[str, Any], context: Optional[str], 
     kubernetes.config.load_kube_config_from_dict(
         dict(document), context=context, client_configuration=configuration, persist_config=False
     )
-    # urllib3 would retry a dead server three times per call; the waits below retry instead.
+    # One retry, not urllib3's three, on a dead server: the waits below do the retrying.
     configuration.retries = 1
     return _TimedApiClient(configuration, request_timeout)
 
@@ -169,7 +171,7 @@ def check_control_plane(custom, mesh: MeshConfig, cluster: ClusterConfig) -> lis
         except ApiException as error:
             if not _not_found(error):
                 raise
-            results.append(Result(CONTROL_PLANE, cluster.name, item, FAIL, "not found: run `pulumi up`"))
+            results.append(Result(CONTROL_PLANE, cluster.name, item, FAIL, f"not found: {RECREATE}"))
             continue
         status = obj.get("status") or {}
         ready = _conditions(obj).get("Ready", {})
@@ -209,8 +211,8 @@ def _deployment_problems(apps, name: str, namespace: str) -> list[str]:
         return []
     reason = f": {available.message}" if available is not None and available.message else ""
     return [
-        f"Deployment {namespace}/{name} not available ({status.available_replicas or 0} of "
-        f"{deployment.spec.replicas} replicas available{reason}); look at its pods' events"
+        f"Deployment {namespace}/{name} is not available ({status.available_replicas or 0} replicas "
+        f"available{reason}); look at its pods' events"
     ]
 
 
@@ -222,7 +224,7 @@ def check_istiod(custom, apps, mesh: MeshConfig, cluster: ClusterConfig) -> list
     except ApiException as error:
         if not _not_found(error):
             raise
-        return [Result(ISTIOD, cluster.name, "istiod", FAIL, "no Istio resource, so no istiod: run `pulumi up`")]
+        return [Result(ISTIOD, cluster.name, "istiod", FAIL, "no Istio resource, so no istiod")]
     revision = (istio.get("status") or {}).get("activeRevisionName") or manifest["metadata"]["name"]
     name = istiod_deployment_name(revision)
     problems = _deployment_problems(apps, name, ISTIO_NAMESPACE)
@@ -249,10 +251,10 @@ def check_gateway(core, apps, cluster: ClusterConfig) -> list[Result]:
     except ApiException as error:
         if not _not_found(error):
             raise
-        results.append(Result(GATEWAY, cluster.name, item, FAIL, "not found: run `pulumi up`"))
+        results.append(Result(GATEWAY, cluster.name, item, FAIL, f"not found: {RECREATE}"))
         return results
     # A load balancer's address, or an address given by hand (istio/istio#29359).
-    address = gateway._ingress_address(service.status) or next(iter(service.spec.external_i_ps or []), None)
+    address = gateway.ingress_address(service.status) or next(iter(service.spec.external_ips or []), None)
     problems = [] if address else [
         f"has no address (status.loadBalancer.ingress is empty), so cross-network traffic cannot flow "
         f"into {cluster.name}: look at the Service's events and the load-balancer controller"
@@ -435,7 +437,8 @@ def check_remote_secret(
             holder.name,
             name,
             FAIL,
-            f"not found in {ISTIO_NAMESPACE}: {holder.name}'s istiod cannot see {source.name}'s endpoints",
+            f"not found in {ISTIO_NAMESPACE}: {holder.name}'s istiod cannot see {source.name}'s endpoints; "
+            + RECREATE,
         )
     problems, kubeconfig = remote_secret_problems(secret, source)
     if kubeconfig is not None:

@@ -428,3 +428,10 @@ def test_bad_numbers_are_refused_by_the_parser(capsys):
         cli.main(["verify", "--stack", "x", "--requests", "0"])
     assert exit_.value.code == 2
     assert "argument --requests: expected a whole number above 0, not '0'" in capsys.readouterr().err
+
+
+def test_a_root_cert_that_is_not_pem_exits_2(tmp_path, east_west, capsys):
+    (tmp_path / "root.pem").write_text("-----BEGIN CERTIFICATE-----\nnope\n")
+    config_file = str(write_stack_file(tmp_path, east_west))
+    assert cli.main(["verify", "--config", config_file, "--root-cert", str(tmp_path / "root.pem")]) == 2
+    assert "mesh verify: --root-cert " in capsys.readouterr().err

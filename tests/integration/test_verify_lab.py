@@ -1,0 +1,347 @@
+"""`mesh verify` on a real `pulumi up` of the mesh in the lab: healthy first, then broken ways.
+
+Every check the API servers can answer runs for real. What the lab cannot run is played by
+stand-ins named as such below: the Sail operator's istiod Deployment, the deployment
+controller's status, and the kubelet's Ready pods. Pods never run here, so the traffic check
+uses a fake exec fed real helloworld lines; the real exec path is run once through the CLI,
+where the API server's answer (no node for the pod) must come out as the traffic failure.
+
+Tests run in the order written and share one `up`; each breakage is undone before the next.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+
+import kubernetes
+import pytest
+import yaml
+from cryptography import x509
+
+from lab.stack import REPO
+from mesh import config, samples
+from mesh import verification as v
+from mesh.control_plane import ISTIO_NAMESPACE
+from mesh.gateway import NAME as GATEWAY_NAME
+from mesh.remote_secret import remote_kubeconfig
+
+from ..test_verification import bundle, make_ca
+from .conftest import deploy
+
+CLUSTERS = ["east", "west"]
+HELLO = "Hello version: {version}, instance: helloworld-{version}-776f57d5f6-s7zfc\n"
+
+
+# --- stand-ins for what the lab does not run ----------------------------------------------
+
+
+def deployment_controller_standin_marks_available(apps, name: str, namespace: str) -> None:
+    """STAND-IN for the deployment controller: one replica, available."""
+    apps.patch_namespaced_deployment_status(name, namespace, {"status": {
+        "observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1,
+        "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
+                        "message": "Deployment has minimum availability."}],
+    }})
+
+
+def operator_standin_deploys_istiod(apps, revision: str) -> None:
+    """STAND-IN for the Sail operator's Helm install of istiod (lab.operator_standin only sets
+    the Istio status): the Deployment, under the name Sail gives the active revision."""
+    labels = {"app": "istiod", "istio.io/rev": revision}
+    apps.create_namespaced_deployment(ISTIO_NAMESPACE, {
+        "metadata": {"name": v.istiod_deployment_name(revision), "labels": labels},
+        "spec": {"selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels},
+            "spec": {"containers": [{"name": "discovery", "image": "istio/pilot"}]}}},
+    })
+
+
+def kubelet_standin_runs_pods(core, apps, namespace: str) -> None:
+    """STAND-IN for the ReplicaSet controller, scheduler and kubelet: one Pod per Deployment,
+    from its template, reported Ready through the status subresource. It never runs."""
+    for deployment in apps.list_namespaced_deployment(namespace).items:
+        template = deployment.spec.template
+        pod = core.create_namespaced_pod(namespace, kubernetes.client.V1Pod(
+            metadata=kubernetes.client.V1ObjectMeta(
+                generate_name=f"{deployment.metadata.name}-", labels=template.metadata.labels),
+            spec=template.spec,
+        ))
+        set_pod_ready(core, pod.metadata.name, namespace, True)
+
+
+def set_pod_ready(core, name: str, namespace: str, ready: bool) -> None:
+    status = "True" if ready else "False"
+    core.patch_namespaced_pod_status(name, namespace, {"status": {"phase": "Running", "conditions": [
+        {"type": "Ready", "status": status}, {"type": "ContainersReady", "status": status}]}})
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory):
+    deployment = deploy("verify", CLUSTERS, tmp_path_factory)
+    deployed = next(deployment)
+    try:
+        for name in CLUSTERS:
+            apps = kubernetes.client.AppsV1Api(deployed.client(name))
+            operator_standin_deploys_istiod(apps, "default")
+            for deployment_name in (v.istiod_deployment_name("default"), GATEWAY_NAME):
+                deployment_controller_standin_marks_available(apps, deployment_name, ISTIO_NAMESPACE)
+            kubelet_standin_runs_pods(deployed.core(name), apps, samples.NAMESPACE)
+        yield deployed
+    finally:
+        deployment.close()  # destroy, then stop the lab
+
+
+# --- running verify -----------------------------------------------------------------------
+
+
+class MeshExec:
+    """A fake exec: every sleep gets answers from every version deployed, in turn, and
+    `overrides` replace the answers of one source cluster."""
+
+    def __init__(self, mesh_config: config.MeshConfig, **overrides: list[str]):
+        versions = list(v.expected_versions(mesh_config))
+        self.answers = {c.name: overrides.get(c.name) or [HELLO.format(version=x) for x in versions]
+                        for c in mesh_config.clusters}
+        self.calls = {name: 0 for name in self.answers}
+
+    def __call__(self, cluster: str) -> str:
+        self.calls[cluster] += 1
+        answers = self.answers[cluster]
+        return answers[self.calls[cluster] % len(answers)]
+
+
+def run(mesh, timeout: float = 20, exec_=None, mesh_root=None, progress=None) -> v.Report:
+    mesh_config = config.parse(mesh.config)
+    apis = {c.name: v.connect(c, request_timeout=10) for c in mesh_config.clusters}
+    settings = v.Settings(requests=4, timeout=timeout, interval=0.5, mesh_root=mesh_root)
+    try:
+        return v.verify(mesh_config, apis, exec_ or MeshExec(mesh_config), settings, progress or print)
+    finally:
+        for api in apis.values():
+            api.close()
+
+
+def failures(report: v.Report) -> dict[tuple[str, str, str], str]:
+    return {(r.check, r.cluster, r.item): r.detail for r in report.results if r.failed}
+
+
+def istio_system(mesh, cluster: str):
+    return mesh.core(cluster), ISTIO_NAMESPACE
+
+
+# --- a healthy mesh -----------------------------------------------------------------------
+
+
+def test_a_healthy_mesh_passes_every_check_on_every_cluster(mesh):
+    report = run(mesh)
+    assert failures(report) == {}
+    assert report.ok and report.summary().startswith("the mesh works: ")
+    seen = {(r.check, r.cluster, r.item) for r in report.results}
+    for index, name in enumerate(CLUSTERS):
+        other = 2 - index  # the other cluster's number
+        version = f"v{index + 1}"
+        assert {
+            (v.API_SERVERS, name, f"context {name}"),
+            (v.CONTROL_PLANE, name, "Istio default"),
+            (v.CONTROL_PLANE, name, "IstioCNI default"),
+            (v.ISTIOD, name, "Deployment istiod"),
+            (v.GATEWAY, name, f"Deployment {GATEWAY_NAME}"),
+            (v.GATEWAY, name, f"Service {GATEWAY_NAME}"),
+            (v.CACERTS, name, "Secret cacerts"),
+            (v.REMOTE_SECRETS, name, f"istio-remote-secret-cluster{other}"),
+            (v.SAMPLE_PODS, name, f"Deployment helloworld-{version}"),
+            (v.SAMPLE_PODS, name, "Deployment sleep"),
+            (v.TRAFFIC, name, "sleep -> helloworld"),
+        } <= seen
+    details = {(r.check, r.cluster, r.item): r.detail for r in report.results}
+    address = details[(v.GATEWAY, "east", f"Service {GATEWAY_NAME}")]
+    assert address.startswith("address 127.0.0."), address
+    assert details[(v.REMOTE_SECRETS, "east", "istio-remote-secret-cluster2")] == (
+        "opens west (network2) and may list services"
+    )
+    # One root on both clusters, and it is the stack's.
+    root = x509.load_pem_x509_certificate(mesh.outputs["rootCertificate"].encode())
+    assert details[(v.CACERTS, "west", "Secret cacerts")] == f"valid chain under root {v.fingerprint(root)}"
+    assert run(mesh, mesh_root=root).ok
+    assert report.to_dict()["traffic"]["sources"]["east"]["versions"] == {"v1": 2, "v2": 2}
+
+
+def test_the_command_runs_the_real_exec_and_reports_why_it_failed(mesh, tmp_path):
+    """The CLI, end to end: `--stack` reads Pulumi.itest-verify.yaml (written by the fixture),
+    `--config` a copy of it; the real exec reaches the API server, which refuses it because no
+    node runs the pod."""
+    command = [sys.executable, "-m", "mesh.cli", "verify", "--stack", "itest-verify", "--requests", "2",
+               "--timeout", "10"]
+    done = subprocess.run([*command, "--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    failing = [r for r in report["results"] if r["status"] == "fail"]
+    assert {(r["check"], r["cluster"]) for r in failing} == {(v.TRAFFIC, "east"), (v.TRAFFIC, "west")}
+    assert all(
+        r["detail"].startswith("exec into sample/sleep failed: API error 0: pod sleep-")
+        and r["detail"].endswith("does not have a host assigned")
+        for r in failing
+    ), failing
+    assert "mesh verify: checking remote secrets" in done.stderr
+    # The same config through --config, as tables.
+    stack_file = REPO / "Pulumi.itest-verify.yaml"
+    copy = tmp_path / "stack.yaml"
+    copy.write_text(stack_file.read_text())
+    root = tmp_path / "root.pem"
+    root.write_text(mesh.outputs["rootCertificate"])
+    command[command.index("--stack"):command.index("--stack") + 2] = ["--config", str(copy), "--root-cert", str(root)]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    print(done.stdout)
+    assert "\nremote secrets\n  CLUSTER  ITEM                          RESULT  DETAIL\n" in done.stdout
+    assert "  east     istio-remote-secret-cluster2  ok      opens west (network2) and may list services\n" in done.stdout
+    assert done.stdout.rstrip().endswith("the mesh is NOT working: 20 passed, 2 failed, 0 skipped")
+
+
+# --- broken meshes ------------------------------------------------------------------------
+
+
+def test_a_deleted_remote_secret_is_the_one_failure(mesh):
+    core, namespace = istio_system(mesh, "east")
+    saved = core.read_namespaced_secret("istio-remote-secret-cluster2", namespace)
+    core.delete_namespaced_secret(saved.metadata.name, namespace)
+    try:
+        report = run(mesh, timeout=2)
+    finally:
+        core.create_namespaced_secret(namespace, kubernetes.client.V1Secret(
+            metadata=kubernetes.client.V1ObjectMeta(
+                name=saved.metadata.name, labels=saved.metadata.labels, annotations=saved.metadata.annotations),
+            type=saved.type, data=saved.data))
+    assert failures(report) == {
+        (v.REMOTE_SECRETS, "east", "istio-remote-secret-cluster2"):
+            "not found in istio-system: east's istiod cannot see west's endpoints; "
+            "`pulumi up --refresh` recreates it",
+    }
+    assert run(mesh).ok
+
+
+def test_a_remote_secret_naming_the_wrong_cluster_is_named(mesh):
+    core, namespace = istio_system(mesh, "east")
+    name = "istio-remote-secret-cluster2"
+    annotation = {"metadata": {"annotations": {"networking.istio.io/cluster": "cluster-2"}}}
+    core.patch_namespaced_secret(name, namespace, annotation)
+    try:
+        report = run(mesh, timeout=2)
+    finally:
+        annotation["metadata"]["annotations"]["networking.istio.io/cluster"] = "cluster2"
+        core.patch_namespaced_secret(name, namespace, annotation)
+    assert list(failures(report)) == [(v.REMOTE_SECRETS, "east", name)]
+    assert failures(report)[(v.REMOTE_SECRETS, "east", name)].startswith(
+        "remote secret for cluster2 names cluster-2 (annotation networking.istio.io/cluster)"
+    )
+
+
+def test_a_remote_secret_that_opens_the_other_cluster_is_caught(mesh):
+    """West's secret for cluster1 given the kubeconfig that opens west itself: it loads and
+    authenticates, so only the identity check can tell."""
+    east_core, namespace = istio_system(mesh, "east")
+    west_core, _ = istio_system(mesh, "west")
+    opens_west = yaml.safe_load(
+        base64.b64decode(east_core.read_namespaced_secret("istio-remote-secret-cluster2", namespace).data["cluster2"])
+    )
+    east_url = mesh.cluster_config("east")["apiServerUrl"]
+    west_url = mesh.cluster_config("west")["apiServerUrl"]
+    forged = remote_kubeconfig(
+        "cluster1", west_url, opens_west["clusters"][0]["cluster"]["certificate-authority-data"],
+        opens_west["users"][0]["user"]["token"],
+    )
+    name = "istio-remote-secret-cluster1"
+    saved = west_core.read_namespaced_secret(name, namespace).data
+    west_core.patch_namespaced_secret(name, namespace, {"data": {"cluster1": base64.b64encode(forged.encode()).decode()}})
+    try:
+        report = run(mesh, timeout=2)
+    finally:
+        west_core.patch_namespaced_secret(name, namespace, {"data": saved})
+    assert list(failures(report)) == [(v.REMOTE_SECRETS, "west", name)]
+    assert failures(report)[(v.REMOTE_SECRETS, "west", name)] == (
+        f"its server is {west_url}, not east's apiServerUrl {east_url}; it opens a cluster on network "
+        "network2, not east (network1): the server URL or token belongs to another cluster"
+    )
+
+
+def test_cacerts_signed_by_another_root_is_caught_on_that_cluster(mesh):
+    core, namespace = istio_system(mesh, "west")
+    saved = core.read_namespaced_secret("cacerts", namespace).data
+    other = make_ca("Root CA")
+    foreign = {key: base64.b64encode(pem).decode()
+               for key, pem in bundle(make_ca("Intermediate CA", issuer=other), other[0]).items()}
+    core.patch_namespaced_secret("cacerts", namespace, {"data": foreign})
+    stack_root = x509.load_pem_x509_certificate(mesh.outputs["rootCertificate"].encode())
+    try:
+        against_east = failures(run(mesh, timeout=2))
+        against_stack = failures(run(mesh, timeout=2, mesh_root=stack_root))
+    finally:
+        core.patch_namespaced_secret("cacerts", namespace, {"data": saved})
+    key = (v.CACERTS, "west", "Secret cacerts")
+    assert list(against_east) == [key] and list(against_stack) == [key]
+    assert against_east[key] == (
+        f"its root ({v.fingerprint(other[0])}) is not east's root ({v.fingerprint(stack_root)}): "
+        "workloads here and there will not trust each other"
+    )
+    assert "is not the mesh's root certificate" in against_stack[key]
+    assert run(mesh, mesh_root=stack_root).ok
+
+
+def test_a_gateway_without_address_and_an_unready_istio_are_reported_and_awaited(mesh):
+    # The operator stand-in would put both back within a second: stop it first.
+    mesh.lab.stop_standin()
+    core, namespace = istio_system(mesh, "east")
+    custom = mesh.custom("east")
+    message = 'failed to install/update Helm chart "istiod": context deadline exceeded'
+    try:
+        core.patch_namespaced_service_status(GATEWAY_NAME, namespace, {"status": {"loadBalancer": {"ingress": None}}})
+        istio = custom.get_cluster_custom_object("sailoperator.io", "v1", "istios", "default")
+        for condition in istio["status"]["conditions"]:
+            if condition["type"] == "Ready":
+                condition.update(status="False", reason="ReconcileError", message=message)
+        istio["status"]["state"] = "ReconcileError"
+        custom.patch_cluster_custom_object_status("sailoperator.io", "v1", "istios", "default", {"status": istio["status"]})
+        said = []
+        report = run(mesh, timeout=3, progress=said.append)
+    finally:
+        mesh.lab.start_standin()
+    assert failures(report) == {
+        (v.CONTROL_PLANE, "east", "Istio default"): f"not Ready (state ReconcileError): ReconcileError: {message}",
+        (v.GATEWAY, "east", f"Service {GATEWAY_NAME}"):
+            "has no address (status.loadBalancer.ingress is empty), so cross-network traffic cannot flow into "
+            "east: look at the Service's events and the load-balancer controller",
+    }
+    assert any(line.startswith("waiting for Istio and IstioCNI, ") for line in said), said
+    # With the stand-in back, a verify that waits sees both recover.
+    assert run(mesh, timeout=30).ok
+
+
+def test_a_sample_pod_that_is_not_ready_fails_its_deployment(mesh):
+    core = mesh.core("west")
+    (pod,) = core.list_namespaced_pod(samples.NAMESPACE, label_selector="app=sleep").items
+    set_pod_ready(core, pod.metadata.name, samples.NAMESPACE, False)
+    try:
+        report = run(mesh, timeout=2)
+    finally:
+        set_pod_ready(core, pod.metadata.name, samples.NAMESPACE, True)
+    assert failures(report) == {
+        (v.SAMPLE_PODS, "west", "Deployment sleep"):
+            f"no Ready pod (pods: {pod.metadata.name} Running); look at `kubectl -n sample describe pod`",
+    }
+
+
+def test_traffic_that_never_crosses_fails_the_source_that_sees_one_version(mesh):
+    mesh_config = config.parse(mesh.config)
+    refused = "curl: (7) Failed to connect to helloworld.sample port 5000 after 3 ms: Couldn't connect to server\n"
+    exec_ = MeshExec(mesh_config, west=[HELLO.format(version="v2"), refused])
+    report = run(mesh, exec_=exec_)
+    assert exec_.calls == {"east": 4, "west": 4}
+    assert failures(report) == {
+        (v.TRAFFIC, "west", "sleep -> helloworld"):
+            "never answered by v1 (east): traffic from west does not reach east: look at the gateway, "
+            "remote-secret and cacerts checks above; 2 of 4 failed, e.g. 2x "
+            "\"curl: (7) Failed to connect to helloworld.sample port 5000 after 3 ms: Couldn't connect to server\"",
+    }
