@@ -15,12 +15,13 @@ verification either way; the lab tests check that with openssl.
 
 from __future__ import annotations
 
+import datetime
 from typing import Optional
 
 import pulumi
 import pulumi_tls as tls
 
-from .config import CertificateConfig
+from .config import CertificateConfig, ConfigError
 
 ORGANIZATION = "Istio"
 ROOT_COMMON_NAME = "Root CA"
@@ -48,10 +49,57 @@ def cacerts_data(ca_cert: str, ca_key: str, root_cert: str) -> dict[str, str]:
     }
 
 
-def _private_key(name: str, settings: CertificateConfig, opts: pulumi.ResourceOptions) -> tls.PrivateKey:
+ROOT_ROTATION_HELP = (
+    "changing it would replace the mesh's root CA, and every cluster would stop trusting every "
+    "other one at once. Keep the root settings as they are; to change the root, follow "
+    "'Root rotation' in the README (a second root trusted beside the first, then the old one retired)"
+)
+
+
+def root_settings(settings: CertificateConfig) -> dict[str, object]:
+    """The settings that define the root: a change to any of them would replace it."""
+    key = {"rsaBits": settings.rsa_bits} if settings.key_algorithm == "RSA" else {"ecdsaCurve": settings.ecdsa_curve}
+    return {"keyAlgorithm": settings.key_algorithm, **key, "rootValidityHours": settings.root_validity_hours}
+
+
+def refuse_root_change(previous: Optional[dict], current: dict) -> dict:
+    """Compare with the settings the stack's root was made with (its last `rootSettings` output)."""
+    previous = previous or {}
+    for key in ("keyAlgorithm", "rsaBits", "ecdsaCurve", "rootValidityHours"):
+        if key not in previous:
+            continue
+        was = previous[key]
+        # Stack outputs come back through JSON: 4096 returns as 4096.0.
+        was = int(was) if isinstance(was, float) and was.is_integer() else was
+        if current.get(key) != was:
+            raise ConfigError(
+                f"config mesh:certificates.{key}: {current.get(key)!r} differs from {was!r}, the value the "
+                f"mesh's root CA was made with; {ROOT_ROTATION_HELP}"
+            )
+    return current
+
+
+def renewal_generation(previous: Optional[dict], early_renewal_hours: int, now: datetime.datetime) -> int:
+    """Which issue of a cluster's intermediate the stack should hold.
+
+    `previous` is what the last update exported for it ({"generation", "validUntil"}). 0 for a
+    new intermediate; one more than before once `now` is inside the renewal window of the
+    certificate in place, which makes the next `up` reissue it (the tls provider's own
+    early-renewal flag only takes effect on a refresh, so it is not relied on).
+    """
+    if not previous:
+        return 0
+    generation = int(previous["generation"])
+    valid_until = datetime.datetime.fromisoformat(str(previous["validUntil"]).replace("Z", "+00:00"))
+    if now >= valid_until - datetime.timedelta(hours=early_renewal_hours):
+        generation += 1
+    return generation
+
+
+def _private_key(name: str, settings: CertificateConfig, opts: pulumi.ResourceOptions, algorithm: pulumi.Input[str]) -> tls.PrivateKey:
     if settings.key_algorithm == "RSA":
-        return tls.PrivateKey(name, algorithm="RSA", rsa_bits=settings.rsa_bits, opts=opts)
-    return tls.PrivateKey(name, algorithm="ECDSA", ecdsa_curve=settings.ecdsa_curve, opts=opts)
+        return tls.PrivateKey(name, algorithm=algorithm, rsa_bits=settings.rsa_bits, opts=opts)
+    return tls.PrivateKey(name, algorithm=algorithm, ecdsa_curve=settings.ecdsa_curve, opts=opts)
 
 
 class RootCertificateAuthority(pulumi.ComponentResource):
@@ -60,12 +108,24 @@ class RootCertificateAuthority(pulumi.ComponentResource):
     certificate_pem: pulumi.Output[str]
     private_key_pem: pulumi.Output[str]
 
-    def __init__(self, name: str, settings: CertificateConfig, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(
+        self,
+        name: str,
+        settings: CertificateConfig,
+        previous_settings: pulumi.Input[Optional[dict]] = None,
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ):
+        """`previous_settings` are those the existing root was made with; a difference stops
+        the program with the root-rotation advice before the root is touched."""
         super().__init__("istio-mesh:pki:RootCertificateAuthority", name, None, opts)
         # Protected: replacing the root would make every cluster distrust every other one
         # at once. A root change is a procedure (README, "Root rotation"), not a diff.
         protected = pulumi.ResourceOptions(parent=self, protect=True)
-        self.key = _private_key(f"{name}-key", settings, protected)
+        self.settings = pulumi.Output.from_input(previous_settings).apply(
+            lambda previous: refuse_root_change(previous, root_settings(settings))
+        )
+        # The key waits for the check, and everything signed by the root waits for the key.
+        self.key = _private_key(f"{name}-key", settings, protected, self.settings["keyAlgorithm"])
         self.certificate = tls.SelfSignedCert(
             f"{name}-cert",
             private_key_pem=self.key.private_key_pem,
@@ -94,11 +154,15 @@ class IntermediateCertificateAuthority(pulumi.ComponentResource):
         locality: str,
         root: RootCertificateAuthority,
         settings: CertificateConfig,
+        generation: pulumi.Input[int] = 0,
         opts: Optional[pulumi.ResourceOptions] = None,
     ):
+        """A new `generation` reissues the certificate (same key); see `renewal_generation`."""
         super().__init__("istio-mesh:pki:IntermediateCertificateAuthority", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.key = _private_key(f"{name}-key", settings, child)
+        # Waits for the root-settings check like every other key, so a refused root change
+        # touches no key at all.
+        self.key = _private_key(f"{name}-key", settings, child, root.settings["keyAlgorithm"])
         request = tls.CertRequest(
             f"{name}-csr",
             private_key_pem=self.key.private_key_pem,
@@ -114,14 +178,16 @@ class IntermediateCertificateAuthority(pulumi.ComponentResource):
             ca_private_key_pem=root.private_key_pem,
             ca_cert_pem=root.certificate_pem,
             validity_period_hours=settings.intermediate_validity_hours,
-            early_renewal_hours=settings.intermediate_early_renewal_hours,
             is_ca_certificate=True,
             set_subject_key_id=True,
             allowed_uses=list(CA_USES),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, replacement_trigger=generation),
         )
         self.certificate_pem = self.certificate.cert_pem
         self.private_key_pem = pulumi.Output.secret(self.key.private_key_pem)
+        self.renewal = pulumi.Output.all(generation, self.certificate.validity_end_time).apply(
+            lambda values: {"generation": values[0], "validUntil": values[1]}
+        )
         self.register_outputs({"certificate_pem": self.certificate_pem})
 
     def cacerts(self, root: RootCertificateAuthority) -> pulumi.Output[dict]:

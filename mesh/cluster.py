@@ -27,6 +27,10 @@ def cluster_provider(cluster: ClusterConfig, opts: pulumi.ResourceOptions) -> k8
         kubeconfig=kubeconfig,
         context=cluster.context,
         cluster_identifier=cluster.name,
+        # Without it a change of a Secret's data replaces the Secret, and a named Secret is
+        # deleted before it is recreated: a renewed `cacerts` or a rotated remote secret
+        # would be missing for a moment. Updated in place, neither ever is.
+        enable_secret_mutable=True,
         opts=opts,
     )
 
@@ -40,13 +44,14 @@ class MeshCluster(pulumi.ComponentResource):
         cluster: ClusterConfig,
         root: RootCertificateAuthority,
         gateway_sources: Sequence[str],
+        intermediate_generation: pulumi.Input[int] = 0,
         opts: Optional[pulumi.ResourceOptions] = None,
     ):
         super().__init__("istio-mesh:mesh:Cluster", cluster.name, None, opts)
         self.config = cluster
         child = pulumi.ResourceOptions(parent=self)
         self.ca = IntermediateCertificateAuthority(
-            f"{cluster.name}-intermediate-ca", cluster.cluster_name, root, mesh.certificates, child
+            f"{cluster.name}-intermediate-ca", cluster.cluster_name, root, mesh.certificates, intermediate_generation, child
         )
         self.control_plane = ControlPlane(mesh, cluster, self.ca.cacerts(root), child)
         self.gateway = EastWestGateway(mesh, cluster, gateway_sources, [self.control_plane.istio], child)

@@ -51,6 +51,8 @@ class ClusterConfig:
     network: str
     api_server_url: str
     """The URL the OTHER clusters' istiod use to reach this API server."""
+    admin_server: str
+    """The server of `context` in the kubeconfig: where this program reaches the cluster."""
     helloworld_version: str
     egress_cidrs: tuple[str, ...]
     """Address ranges this cluster's traffic leaves from; the peers' gateways admit them."""
@@ -240,7 +242,7 @@ _MESH_KEYS = (
 )
 
 
-def _kubeconfig(raw: Mapping[str, Any], path: str, context: str) -> tuple[str, bool]:
+def _kubeconfig(raw: Mapping[str, Any], path: str, context: str) -> tuple[str, bool, str]:
     """The kubeconfig is a file path or, when it holds a newline, the document itself.
 
     The named context must exist in it: a typo here would otherwise surface as a
@@ -259,12 +261,13 @@ def _kubeconfig(raw: Mapping[str, Any], path: str, context: str) -> tuple[str, b
             text = handle.read()
     try:
         document = yaml.safe_load(text) or {}
-        contexts = [c.get("name") for c in document.get("contexts") or []]
+        contexts = {c.get("name"): c.get("context") or {} for c in document.get("contexts") or []}
+        servers = {c.get("name"): (c.get("cluster") or {}).get("server", "") for c in document.get("clusters") or []}
     except (yaml.YAMLError, AttributeError):
         raise _fail(f"{path}.kubeconfig", value if not is_content else "<inline>", "a kubeconfig YAML document") from None
     if context not in contexts:
         raise _fail(f"{path}.context", context, "a context of the kubeconfig: " + (", ".join(map(str, contexts)) or "(it has none)"))
-    return value, is_content
+    return value, is_content, servers.get(contexts[context].get("cluster"), "")
 
 
 def _cluster(raw: Any, index: int) -> ClusterConfig:
@@ -273,7 +276,7 @@ def _cluster(raw: Any, index: int) -> ClusterConfig:
     _only_known(raw, _CLUSTER_KEYS, path + ".")
     name = _label(_require(raw, "name", f"{path}.name"), f"{path}.name")
     context = _string(_require(raw, "context", f"{path}.context"), f"{path}.context")
-    kubeconfig, is_content = _kubeconfig(raw, path, context)
+    kubeconfig, is_content, admin_server = _kubeconfig(raw, path, context)
     default_version = HELLOWORLD_VERSIONS[index % len(HELLOWORLD_VERSIONS)]
     return ClusterConfig(
         name=name,
@@ -283,6 +286,7 @@ def _cluster(raw: Any, index: int) -> ClusterConfig:
         cluster_name=_label(_require(raw, "clusterName", f"{path}.clusterName"), f"{path}.clusterName"),
         network=_label(_require(raw, "network", f"{path}.network"), f"{path}.network"),
         api_server_url=_url(_require(raw, "apiServerUrl", f"{path}.apiServerUrl"), f"{path}.apiServerUrl"),
+        admin_server=admin_server,
         helloworld_version=_choice(
             raw.get("helloworldVersion", default_version), f"{path}.helloworldVersion", HELLOWORLD_VERSIONS
         ),
@@ -308,11 +312,11 @@ def _certificates(raw: Any) -> CertificateConfig:
         raw.get("intermediateEarlyRenewalHours", defaults.intermediate_early_renewal_hours),
         f"{path}.intermediateEarlyRenewalHours",
     )
-    if early >= intermediate_hours:
+    if early > intermediate_hours:
         raise _fail(
             f"{path}.intermediateEarlyRenewalHours",
             early,
-            f"fewer hours than intermediateValidityHours ({intermediate_hours})",
+            f"at most intermediateValidityHours ({intermediate_hours}); equal reissues on every up",
         )
     if intermediate_hours > root_hours:
         raise _fail(

@@ -4,17 +4,29 @@ secrets that connect each cluster to every other one across their providers.
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
-from typing import Any
+import socket
+from typing import Any, Optional
 from urllib.parse import urlparse
 
 import pulumi
 
 from . import gateway, kube
-from .certificate_authority import RootCertificateAuthority
+from .certificate_authority import RootCertificateAuthority, renewal_generation
 from .cluster import MeshCluster, cluster_provider
 from .config import MeshConfig
 from .remote_secret import remote_kubeconfig, remote_secret_manifest, remote_secret_name, remote_secret_pairs
+
+
+def unreachable(url: str, timeout: float = 3.0) -> Optional[str]:
+    """Why this machine cannot open a connection to `url`'s host and port, or None if it can."""
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "", parsed.port or 443), timeout=timeout):
+            return None
+    except OSError as error:
+        return str(error) or type(error).__name__
 
 
 def _is_loopback(url: str) -> bool:
@@ -36,20 +48,46 @@ class Mesh(pulumi.ComponentResource):
         super().__init__("istio-mesh:mesh:Mesh", name, None, opts)
         self.config = config
         for cluster in config.clusters:
+            reason = unreachable(cluster.admin_server) if cluster.admin_server else None
+            if reason:
+                # pulumi-kubernetes then plans from the last known state without a word;
+                # say it, so that a preview in a pipeline is not mistaken for a live one.
+                pulumi.log.warn(
+                    f"cluster {cluster.name}: its API server {cluster.admin_server} (context {cluster.context}) is "
+                    f"unreachable from here ({reason}); the plan for it comes from the stack's last known state, "
+                    "not from the live cluster, and `up` cannot change it until it is reachable"
+                )
             if _is_loopback(cluster.api_server_url):
                 pulumi.log.warn(
                     f"cluster {cluster.name}: apiServerUrl {cluster.api_server_url} is a loopback address; "
                     "only clusters on this same machine can use the remote secret made from it"
                 )
-        self.root = RootCertificateAuthority(f"{name}-root-ca", config.certificates, pulumi.ResourceOptions(parent=self))
+        # The stack's own last outputs: the settings its root was made with, if it has one.
+        own_stack = pulumi.StackReference(
+            f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.root = RootCertificateAuthority(
+            f"{name}-root-ca",
+            config.certificates,
+            own_stack.get_output("rootSettings"),
+            pulumi.ResourceOptions(parent=self),
+        )
+        previous_renewal = own_stack.get_output("intermediateRenewal")
+        now = datetime.datetime.now(datetime.timezone.utc)
+        early = config.certificates.intermediate_early_renewal_hours
         self.clusters: dict[str, MeshCluster] = {}
         for cluster in config.clusters:
             provider = cluster_provider(cluster, pulumi.ResourceOptions(parent=self))
+            generation = previous_renewal.apply(
+                lambda previous, name=cluster.name: renewal_generation((previous or {}).get(name), early, now)
+            )
             self.clusters[cluster.name] = MeshCluster(
                 config,
                 cluster,
                 self.root,
                 gateway_sources[cluster.name],
+                generation,
                 pulumi.ResourceOptions(parent=self, providers=[provider]),
             )
         self.remote_secrets: dict[str, list[str]] = {c.name: [] for c in config.clusters}
@@ -79,6 +117,8 @@ class Mesh(pulumi.ComponentResource):
         return {
             "meshId": self.config.mesh_id,
             "rootCertificate": self.root.certificate_pem,
+            "rootSettings": self.root.settings,
+            "intermediateRenewal": {name: cluster.ca.renewal for name, cluster in self.clusters.items()},
             "clusters": {
                 name: {
                     "clusterName": cluster.config.cluster_name,

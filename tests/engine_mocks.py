@@ -31,12 +31,19 @@ def fake_cert(name: str) -> str:
 
 
 class ProviderStandIn(pulumi.runtime.Mocks):
+    def __init__(self, previous_outputs: Optional[dict] = None):
+        # The stack's outputs from its last update, as a StackReference to itself reads them.
+        self.previous_outputs = previous_outputs or {}
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         outputs = dict(args.inputs)
-        if args.typ == "tls:index/privateKey:PrivateKey":
+        if args.typ == "pulumi:pulumi:StackReference":
+            outputs = {"name": args.inputs["name"], "outputs": self.previous_outputs, "secretOutputNames": []}
+        elif args.typ == "tls:index/privateKey:PrivateKey":
             outputs["private_key_pem"] = outputs["privateKeyPem"] = fake_key(args.name)
         elif args.typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
             outputs["cert_pem"] = outputs["certPem"] = fake_cert(args.name)
+            outputs["validityEndTime"] = "2036-11-21T15:00:00Z"
         elif args.typ == "tls:index/certRequest:CertRequest":
             outputs["certRequestPem"] = f"csr-of-{args.name}"
         elif args.typ == "random:index/randomId:RandomId":
@@ -103,9 +110,10 @@ class RecordingMonitor(mocks.MockMonitor):
         return response
 
 
-def install(preview: bool = False) -> RecordingMonitor:
-    monitor = RecordingMonitor(ProviderStandIn())
-    pulumi.runtime.set_mocks(ProviderStandIn(), project="istio-mesh", stack="test", preview=preview, monitor=monitor)
+def install(preview: bool = False, previous_outputs: Optional[dict] = None) -> RecordingMonitor:
+    stand_in = ProviderStandIn(previous_outputs)
+    monitor = RecordingMonitor(stand_in)
+    pulumi.runtime.set_mocks(stand_in, project="istio-mesh", stack="test", preview=preview, monitor=monitor)
     return monitor
 
 

@@ -12,3 +12,26 @@ def test_cacerts_has_the_four_files_and_the_chain_is_intermediate_then_root():
         "root-cert.pem": "ROOT\n",
         "cert-chain.pem": "INTERMEDIATE\nROOT\n",
     }
+
+
+import datetime
+
+import pytest
+
+from mesh.certificate_authority import renewal_generation
+
+NOW = datetime.datetime(2026, 11, 24, 12, 0, tzinfo=datetime.timezone.utc)
+
+
+@pytest.mark.parametrize(
+    "previous,early,expected",
+    [
+        (None, 720, 0),  # a new intermediate
+        ({"generation": 3, "validUntil": "2027-11-24T12:00:00Z"}, 720, 3),  # a year left: keep
+        ({"generation": 3, "validUntil": "2026-12-24T12:00:01Z"}, 720, 3),  # just outside 30 days
+        ({"generation": 3, "validUntil": "2026-12-24T12:00:00Z"}, 720, 4),  # window reached: reissue
+        ({"generation": 0, "validUntil": "2026-11-01T00:00:00Z"}, 0, 1),  # already expired
+    ],
+)
+def test_an_intermediate_is_reissued_once_inside_its_renewal_window(previous, early, expected):
+    assert renewal_generation(previous, early, NOW) == expected

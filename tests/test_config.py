@@ -73,8 +73,8 @@ BAD = [
     ("certificates", {"keyAlgorithm": "DSA"}, ["mesh:certificates.keyAlgorithm", "'DSA'", "RSA, ECDSA"]),
     (
         "certificates",
-        {"intermediateValidityHours": 100, "intermediateEarlyRenewalHours": 100},
-        ["mesh:certificates.intermediateEarlyRenewalHours", "100", "fewer hours"],
+        {"intermediateValidityHours": 100, "intermediateEarlyRenewalHours": 101},
+        ["mesh:certificates.intermediateEarlyRenewalHours", "101", "at most intermediateValidityHours (100)"],
     ),
     (
         "certificates",

@@ -14,8 +14,8 @@ from mesh.mesh import Mesh
 from . import engine_mocks
 
 
-def build(raw: dict, preview: bool = False):
-    monitor = engine_mocks.install(preview=preview)
+def build(raw: dict, preview: bool = False, previous_outputs: dict | None = None):
+    monitor = engine_mocks.install(preview=preview, previous_outputs=previous_outputs)
     cfg = config.parse(raw)
     outputs, _ = engine_mocks.run_program(lambda: Mesh("mesh", cfg).outputs())
     return cfg, monitor.registrations, outputs
@@ -70,6 +70,8 @@ def test_providers_name_kubeconfig_context_and_a_stable_identifier(east_west):
             cluster = next(c for c in cfg.clusters if c.name == r.inputs["clusterIdentifier"])
             assert r.inputs["context"] == cluster.context
             assert r.inputs["kubeconfig"] == cluster.kubeconfig
+            # Secrets (cacerts, remote secrets) change in place instead of delete-then-create.
+            assert r.inputs["enableSecretMutable"] in (True, "true")  # provider config travels as text
 
 
 def test_network_label_agrees_across_namespace_istio_and_gateway(mesh_graph):
@@ -232,3 +234,26 @@ def test_no_kubernetes_resource_without_a_provider_even_in_preview(east_west):
     for r in registrations:
         if r.type.startswith("kubernetes:"):
             assert r.provider in provider_map
+
+
+def test_root_settings_are_exported_and_an_unchanged_root_passes(east_west):
+    _, _, outputs = build(east_west)
+    assert outputs["rootSettings"] == {"keyAlgorithm": "RSA", "rsaBits": 4096, "rootValidityHours": 87600}
+    _, registrations, _ = build(east_west, previous_outputs={"rootSettings": outputs["rootSettings"]})
+    assert [r for r in registrations if r.type == "tls:index/selfSignedCert:SelfSignedCert"]
+
+
+@pytest.mark.parametrize(
+    "change,key",
+    [({"rsaBits": 2048}, "rsaBits"), ({"rootValidityHours": 175200}, "rootValidityHours"), ({"keyAlgorithm": "ECDSA"}, "keyAlgorithm")],
+)
+def test_a_change_of_root_settings_is_refused_before_the_root_is_touched(east_west, change, key):
+    previous = {"rootSettings": {"keyAlgorithm": "RSA", "rsaBits": 4096, "rootValidityHours": 87600}}
+    east_west["certificates"] = change
+    monitor = engine_mocks.install(previous_outputs=previous)
+    cfg = config.parse(east_west)
+    with pytest.raises(Exception) as error:
+        engine_mocks.run_program(lambda: Mesh("mesh", cfg).outputs())
+    message = str(error.value)
+    assert f"mesh:certificates.{key}" in message and "Root rotation" in message, message
+    assert not [r for r in monitor.registrations if r.type.startswith("tls:")]

@@ -40,6 +40,12 @@ class DeployedMesh:
         return next(c for c in self.config["clusters"] if c["name"] == name)
 
 
+def changes(preview) -> dict[str, int]:
+    """What a preview would change: every operation but `same` and `read` (the program reads
+    its own stack's last outputs, which changes nothing)."""
+    return {op: n for op, n in preview.change_summary.items() if op not in ("same", "read")}
+
+
 def secret_text(secret, key: str) -> str:
     return base64.b64decode(secret.data[key]).decode()
 
