@@ -25,7 +25,6 @@ import json
 import signal
 import sys
 import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import pathlib
 import sys
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Iterable, Mapping
 
 import yaml
 from pulumi import automation as auto

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import kubernetes
-import pytest
 import yaml
 
 from lab.lab import Lab
