@@ -57,11 +57,9 @@ def run_lab_stack(dir: Path) -> int:
     """The README's run command: the mesh program, for real, on a lab of two clusters."""
     from .stack import echo, mesh_config, open_stack, printable_outputs
 
-    if (dir / "lab.json").exists() and all(
-        c["ready"] for name, c in Lab.load(dir).status().items() if name != "operator-standin"
-    ):
-        lab = Lab.load(dir)
-    else:
+    lab = Lab.load(dir) if (dir / "lab.json").exists() else None
+    running = lab is not None and all(c["ready"] for c in lab.status()["clusters"].values())
+    if not running:
         lab = Lab(dir).up()
     stack = open_stack("lab", mesh_config(lab.clusters, lab.kubeconfig_path), dir / "state")
     stack.up(on_output=echo, color="never")
