@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .certificate_authority import IntermediateCertificateAuthority, RootCertificateAuthority
+from .certificate_authority import IntermediateCertificateAuthority, MeshRoots, generation_name
 from .config import ClusterConfig, MeshConfig
 from .control_plane import ControlPlane
 from .gateway import EastWestGateway
@@ -42,7 +42,7 @@ class MeshCluster(pulumi.ComponentResource):
         self,
         mesh: MeshConfig,
         cluster: ClusterConfig,
-        root: RootCertificateAuthority,
+        roots: MeshRoots,
         gateway_sources: Sequence[str],
         intermediate_generation: pulumi.Input[int] = 0,
         opts: Optional[pulumi.ResourceOptions] = None,
@@ -50,10 +50,17 @@ class MeshCluster(pulumi.ComponentResource):
         super().__init__("istio-mesh:mesh:Cluster", cluster.name, None, opts)
         self.config = cluster
         child = pulumi.ResourceOptions(parent=self)
+        # One intermediate per signing root: a root rotation's `sign` phase makes a new one (new
+        # key) under the new root, and the one under the old root goes.
         self.ca = IntermediateCertificateAuthority(
-            f"{cluster.name}-intermediate-ca", cluster.cluster_name, root, mesh.certificates, intermediate_generation, child
+            generation_name(f"{cluster.name}-intermediate-ca", roots.signing.generation),
+            cluster.cluster_name,
+            roots.signing,
+            mesh.certificates,
+            intermediate_generation,
+            child,
         )
-        self.control_plane = ControlPlane(mesh, cluster, self.ca.cacerts(root), child)
+        self.control_plane = ControlPlane(mesh, cluster, self.ca.cacerts(roots.trust_bundle), child)
         self.gateway = EastWestGateway(mesh, cluster, gateway_sources, [self.control_plane.istio], child)
         self.reader = RemoteReader(mesh, cluster, self.control_plane.namespace, child)
         if mesh.sample_apps:

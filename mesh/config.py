@@ -11,7 +11,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 from urllib.parse import urlparse
 
 import pulumi
@@ -66,6 +66,12 @@ class CertificateConfig:
     root_validity_hours: int = 3650 * 24
     intermediate_validity_hours: int = 3650 * 24
     intermediate_early_renewal_hours: int = 0
+    root_generation: int = 0
+    """Which root signs: 0 for the first, one more for each rotation."""
+    root_rotation: Optional[str] = None
+    """The phase of a root rotation in progress (ROOT_ROTATION_PHASES), None when there is none."""
+    root_rotation_wait_hours: int = 24
+    """Least time between two phases: every workload certificate is reissued in between."""
 
 
 @dataclass(frozen=True)
@@ -224,7 +230,13 @@ _CERT_KEYS = (
     "rootValidityHours",
     "intermediateValidityHours",
     "intermediateEarlyRenewalHours",
+    "rootGeneration",
+    "rootRotation",
+    "rootRotationWaitHours",
 )
+# trust: a new root is trusted beside the old one; sign: the intermediates are signed by the new
+# root, both still trusted; retire: only the new root is trusted. README, "Root rotation".
+ROOT_ROTATION_PHASES = ("trust", "sign", "retire")
 _MESH_KEYS = (
     "clusters",
     "meshId",
@@ -324,6 +336,19 @@ def _certificates(raw: Any) -> CertificateConfig:
             intermediate_hours,
             f"at most rootValidityHours ({root_hours}): an intermediate cannot outlive its root",
         )
+    generation = _non_negative_int(raw.get("rootGeneration", defaults.root_generation), f"{path}.rootGeneration")
+    phase = raw.get("rootRotation")
+    if phase is not None:
+        phase = _choice(phase, f"{path}.rootRotation", ROOT_ROTATION_PHASES)
+        if generation == 0:
+            raise _fail(
+                f"{path}.rootGeneration",
+                generation,
+                f"1 or more while rootRotation is {phase!r}: the generation of the new root (the first root is 0)",
+            )
+    wait = _non_negative_int(
+        raw.get("rootRotationWaitHours", defaults.root_rotation_wait_hours), f"{path}.rootRotationWaitHours"
+    )
     return CertificateConfig(
         key_algorithm=algorithm,
         rsa_bits=rsa_bits,
@@ -331,6 +356,9 @@ def _certificates(raw: Any) -> CertificateConfig:
         root_validity_hours=root_hours,
         intermediate_validity_hours=intermediate_hours,
         intermediate_early_renewal_hours=early,
+        root_generation=generation,
+        root_rotation=phase,
+        root_rotation_wait_hours=wait,
     )
 
 

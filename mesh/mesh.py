@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 import pulumi
 
 from . import gateway, kube
-from .certificate_authority import RootCertificateAuthority, renewal_generation
+from .certificate_authority import MeshRoots, previous_root_state, renewal_generation
 from .cluster import MeshCluster, cluster_provider
 from .config import MeshConfig
 from .remote_secret import remote_kubeconfig, remote_secret_manifest, remote_secret_name, remote_secret_pairs
@@ -62,19 +62,20 @@ class Mesh(pulumi.ComponentResource):
                     f"cluster {cluster.name}: apiServerUrl {cluster.api_server_url} is a loopback address; "
                     "only clusters on this same machine can use the remote secret made from it"
                 )
-        # The stack's own last outputs: the settings its root was made with, if it has one.
+        # The stack's own last outputs: its roots (generations, rotation phase, the settings
+        # each was made with) and its intermediates' renewal state.
         own_stack = pulumi.StackReference(
             f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}",
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.root = RootCertificateAuthority(
-            f"{name}-root-ca",
-            config.certificates,
-            own_stack.get_output("rootSettings"),
-            pulumi.ResourceOptions(parent=self),
+        now = datetime.datetime.now(datetime.timezone.utc)
+        previous_roots = pulumi.Output.all(
+            own_stack.get_output("rootCertificateAuthority"), own_stack.get_output("rootSettings")
+        ).apply(lambda values: previous_root_state(*values))
+        self.roots = MeshRoots(
+            f"{name}-root-ca", config.certificates, previous_roots, now, pulumi.ResourceOptions(parent=self)
         )
         previous_renewal = own_stack.get_output("intermediateRenewal")
-        now = datetime.datetime.now(datetime.timezone.utc)
         early = config.certificates.intermediate_early_renewal_hours
         self.clusters: dict[str, MeshCluster] = {}
         for cluster in config.clusters:
@@ -85,7 +86,7 @@ class Mesh(pulumi.ComponentResource):
             self.clusters[cluster.name] = MeshCluster(
                 config,
                 cluster,
-                self.root,
+                self.roots,
                 gateway_sources[cluster.name],
                 generation,
                 pulumi.ResourceOptions(parent=self, providers=[provider]),
@@ -116,8 +117,9 @@ class Mesh(pulumi.ComponentResource):
         """Stack outputs for other infrastructure; nothing secret in plain form."""
         return {
             "meshId": self.config.mesh_id,
-            "rootCertificate": self.root.certificate_pem,
-            "rootSettings": self.root.settings,
+            # Every root the mesh trusts: one, or two during a root rotation (old first).
+            "rootCertificate": self.roots.trust_bundle,
+            "rootCertificateAuthority": self.roots.state,
             "intermediateRenewal": {name: cluster.ca.renewal for name, cluster in self.clusters.items()},
             "clusters": {
                 name: {

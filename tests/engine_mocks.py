@@ -75,6 +75,7 @@ class Registration:
     dependencies: list[str]
     inputs: dict[str, Any]
     secret_inputs: set[str] = field(default_factory=set)
+    protect: bool = False
 
     @property
     def kind(self) -> Optional[str]:
@@ -105,6 +106,7 @@ class RecordingMonitor(mocks.MockMonitor):
                 dependencies=list(request.dependencies),
                 inputs={key: rpc.unwrap_rpc_secret(value) for key, value in raw.items()},
                 secret_inputs=secret_inputs,
+                protect=bool(request.protect),
             )
         )
         return response

@@ -81,6 +81,10 @@ BAD = [
         {"rootValidityHours": 10, "intermediateValidityHours": 20},
         ["mesh:certificates.intermediateValidityHours", "20", "cannot outlive"],
     ),
+    ("certificates", {"rootRotation": "swap", "rootGeneration": 1}, ["mesh:certificates.rootRotation", "'swap'", "trust, sign, retire"]),
+    ("certificates", {"rootRotation": "trust"}, ["mesh:certificates.rootGeneration", "0", "1 or more"]),
+    ("certificates", {"rootGeneration": -1}, ["mesh:certificates.rootGeneration", "-1", "0 or more"]),
+    ("certificates", {"rootRotationWaitHours": "a day"}, ["mesh:certificates.rootRotationWaitHours", "'a day'", "0 or more"]),
 ]
 
 

@@ -236,19 +236,30 @@ def test_no_kubernetes_resource_without_a_provider_even_in_preview(east_west):
             assert r.provider in provider_map
 
 
-def test_root_settings_are_exported_and_an_unchanged_root_passes(east_west):
+ROOT_SETTINGS = {"keyAlgorithm": "RSA", "rsaBits": 4096, "rootValidityHours": 87600}
+
+
+def test_root_state_is_exported_and_an_unchanged_root_passes(east_west):
     _, _, outputs = build(east_west)
-    assert outputs["rootSettings"] == {"keyAlgorithm": "RSA", "rsaBits": 4096, "rootValidityHours": 87600}
-    _, registrations, _ = build(east_west, previous_outputs={"rootSettings": outputs["rootSettings"]})
+    state = outputs["rootCertificateAuthority"]
+    assert (state["generation"], state["phase"], state["settings"]) == (0, "steady", {"0": ROOT_SETTINGS})
+    _, registrations, again = build(east_west, previous_outputs={"rootCertificateAuthority": state})
     assert [r for r in registrations if r.type == "tls:index/selfSignedCert:SelfSignedCert"]
+    assert again["rootCertificateAuthority"] == state
 
 
+@pytest.mark.parametrize(
+    "previous",
+    [
+        {"rootSettings": ROOT_SETTINGS},  # a stack made before root rotation existed
+        {"rootCertificateAuthority": {"generation": 0, "phase": "steady", "since": "2026-01-01T00:00:00Z", "settings": {"0": ROOT_SETTINGS}}},
+    ],
+)
 @pytest.mark.parametrize(
     "change,key",
     [({"rsaBits": 2048}, "rsaBits"), ({"rootValidityHours": 175200}, "rootValidityHours"), ({"keyAlgorithm": "ECDSA"}, "keyAlgorithm")],
 )
-def test_a_change_of_root_settings_is_refused_before_the_root_is_touched(east_west, change, key):
-    previous = {"rootSettings": {"keyAlgorithm": "RSA", "rsaBits": 4096, "rootValidityHours": 87600}}
+def test_a_change_of_root_settings_is_refused_before_the_root_is_touched(east_west, change, key, previous):
     east_west["certificates"] = change
     monitor = engine_mocks.install(previous_outputs=previous)
     cfg = config.parse(east_west)
