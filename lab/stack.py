@@ -53,6 +53,15 @@ def mesh_config(clusters: Iterable[Any], kubeconfig: str, **overrides: Any) -> d
     return config
 
 
+def local_backend_url(state_dir: pathlib.Path) -> str:
+    """A file backend that writes no `.attrs` sidecar files. The program reads its own stack's
+    last outputs (a StackReference) while the engine saves the same stack; gocloud's fileblob
+    rewrites a checkpoint's `.attrs` file in place (truncate, then write), and a read in between
+    fails with "failed to load checkpoint: EOF". Without sidecars the read sees either the old
+    or the new checkpoint (written to a temporary file, then renamed)."""
+    return state_dir.resolve().as_uri() + "?metadata=skip"
+
+
 def pulumi_env(state_dir: pathlib.Path) -> dict[str, str]:
     """Environment for the real engine: the toolchain `setup.sh` linked into .venv, a local
     backend, no update checks, and no plugin downloads (a missing plugin fails at once)."""
@@ -60,7 +69,7 @@ def pulumi_env(state_dir: pathlib.Path) -> dict[str, str]:
     return {
         "PATH": f"{VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
         "PULUMI_HOME": str(VENV / "pulumi-home"),
-        "PULUMI_BACKEND_URL": state_dir.resolve().as_uri(),
+        "PULUMI_BACKEND_URL": local_backend_url(state_dir),
         "PULUMI_CONFIG_PASSPHRASE": os.environ.get("PULUMI_CONFIG_PASSPHRASE", ""),
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",

@@ -71,11 +71,12 @@ def load_config(stack: Optional[str], path: Optional[str]) -> config.MeshConfig:
     return config.parse(mesh_keys(document, str(file)))
 
 
-def load_root(path: Optional[str]) -> Optional[x509.Certificate]:
+def load_roots(path: Optional[str]) -> tuple[x509.Certificate, ...]:
+    """The certificates in a PEM file: one root, or two during a root rotation."""
     if path is None:
-        return None
+        return ()
     try:
-        return x509.load_pem_x509_certificate(Path(path).read_bytes())
+        return tuple(x509.load_pem_x509_certificates(Path(path).read_bytes()))
     except (OSError, ValueError) as error:
         raise UsageError(f"--root-cert {path}: not a PEM certificate ({error})") from None
 
@@ -184,8 +185,8 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--root-cert",
         metavar="FILE",
-        help="the mesh's root certificate (`pulumi stack output rootCertificate > root.pem`); "
-        "without it every cluster must share the first cluster's root",
+        help="the roots the mesh should trust (`pulumi stack output rootCertificate > root.pem`; two "
+        "during a root rotation); without it the clusters are only checked to trust each other",
     )
     return top
 
@@ -200,7 +201,7 @@ def run_verify(args: argparse.Namespace) -> int:
         requests=args.requests,
         timeout=args.timeout,
         request_timeout=args.request_timeout,
-        mesh_root=load_root(args.root_cert),
+        mesh_roots=load_roots(args.root_cert),
     )
     apis = {}
     try:

@@ -286,71 +286,96 @@ def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def _cacerts_problems(data: Mapping[str, bytes], now: datetime) -> tuple[list[str], Optional[x509.Certificate]]:
-    """Everything wrong inside one cluster's bundle, and its root when it has a readable one."""
+@dataclass(frozen=True)
+class Trust:
+    """What one cluster's `cacerts` says: the root its intermediate chains to, and every root
+    its `root-cert.pem` holds (two during a root rotation)."""
+
+    signing_root: x509.Certificate
+    trusted: tuple[x509.Certificate, ...]
+
+
+def _cacerts_problems(data: Mapping[str, bytes], now: datetime) -> tuple[list[str], Optional[Trust]]:
+    """Everything wrong inside one cluster's bundle, and its roots when they are readable."""
     missing = [key for key in CACERTS_KEYS if not data.get(key)]
     if missing:
         return [f"missing {', '.join(missing)}: istiod fails on a partial bundle"], None
     try:
         intermediate = x509.load_pem_x509_certificate(data["ca-cert.pem"])
-        root = x509.load_pem_x509_certificate(data["root-cert.pem"])
+        trusted = tuple(x509.load_pem_x509_certificates(data["root-cert.pem"]))
         chain = x509.load_pem_x509_certificates(data["cert-chain.pem"])
         key = serialization.load_pem_private_key(data["ca-key.pem"], password=None)
     except ValueError as error:
         return [f"unreadable PEM data: {error}"], None
     problems = []
-    if not (_is_ca(root) and _issued_by(root, root)):
-        problems.append("root-cert.pem is not a self-signed CA certificate")
+    for root in trusted:
+        if not (_is_ca(root) and _issued_by(root, root)):
+            problems.append(f"root-cert.pem holds {root.subject.rfc4514_string()}, not a self-signed CA certificate")
     if not _is_ca(intermediate):
         problems.append("ca-cert.pem is not a CA certificate: istiod cannot sign workload certificates with it")
-    if not _issued_by(intermediate, root):
+    signing_root = next((root for root in trusted if _issued_by(intermediate, root)), None)
+    if signing_root is None:
         problems.append(
             f"ca-cert.pem ({intermediate.subject.rfc4514_string()}) is not signed by root-cert.pem "
-            f"({root.subject.rfc4514_string()}, {fingerprint(root)})"
+            f"({', '.join(fingerprint(root) for root in trusted)})"
         )
-    if chain != [intermediate, root]:
-        problems.append("cert-chain.pem is not ca-cert.pem followed by root-cert.pem")
+    elif chain != [intermediate, signing_root]:
+        problems.append("cert-chain.pem is not ca-cert.pem followed by the root in root-cert.pem that signed it")
     public = serialization.PublicFormat.SubjectPublicKeyInfo
     encoding = serialization.Encoding.DER
     if key.public_key().public_bytes(encoding, public) != intermediate.public_key().public_bytes(encoding, public):
         problems.append("ca-key.pem is not the key of ca-cert.pem")
-    for name, certificate in (("root-cert.pem", root), ("ca-cert.pem", intermediate)):
+    for name, certificate in [("root-cert.pem", root) for root in trusted] + [("ca-cert.pem", intermediate)]:
         if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
             problems.append(
                 f"{name} is outside its validity ({certificate.not_valid_before_utc:%Y-%m-%d} to "
                 f"{certificate.not_valid_after_utc:%Y-%m-%d})"
             )
-    return problems, root
+    return problems, Trust(signing_root, trusted) if signing_root is not None else None
 
 
 def check_cacerts(
     bundles: Mapping[str, Optional[Mapping[str, bytes]]],
-    mesh_root: Optional[x509.Certificate] = None,
+    mesh_roots: Sequence[x509.Certificate] = (),
     now: Optional[datetime] = None,
 ) -> list[Result]:
-    """Each cluster's `cacerts` is a valid chain, and every chain ends in the same root.
+    """Each cluster's `cacerts` is a valid chain, and every cluster trusts every other one.
 
     `bundles` maps cluster name to the secret's decoded data (None when there is no secret).
-    The mesh's root is `mesh_root` when given (the stack output `rootCertificate`), else the
-    first cluster's: clusters under different roots reject each other's mTLS.
+    A cluster's intermediate must chain to a root that every other cluster's `root-cert.pem`
+    holds, else their workloads reject each other's mTLS; this holds at every phase of a root
+    rotation. `mesh_roots` (the stack output `rootCertificate`) are the roots the mesh should
+    trust; when given, each cluster must trust exactly those.
     """
     now = now or datetime.now(timezone.utc)
     item = f"Secret {cacerts_manifest()['metadata']['name']}"
-    reference = "the mesh's root certificate"
+    checked: dict[str, tuple[list[str], Optional[Trust]]] = {}
     results = []
     for cluster, data in bundles.items():
         if data is None:
             results.append(Result(CACERTS, cluster, item, FAIL, "not found: istiod would sign with a self-made root"))
+        else:
+            checked[cluster] = _cacerts_problems(data, now)
+    expected = {fingerprint(root) for root in mesh_roots}
+    for cluster, (problems, trust) in checked.items():
+        if trust is None:
+            results.append(_result(CACERTS, cluster, item, problems, ""))
             continue
-        problems, root = _cacerts_problems(data, now)
-        if root is not None and mesh_root is None:
-            mesh_root, reference = root, f"{cluster}'s root"
-        elif root is not None and root != mesh_root:
+        signer = fingerprint(trust.signing_root)
+        held = {fingerprint(root) for root in trust.trusted}
+        if expected and held != expected:
             problems.append(
-                f"its root ({fingerprint(root)}) is not {reference} ({fingerprint(mesh_root)}): "
-                "workloads here and there will not trust each other"
+                f"its root-cert.pem holds {', '.join(sorted(held))}, not the mesh's root certificate "
+                f"({', '.join(sorted(expected))})"
             )
-        good = f"valid chain under root {fingerprint(root)}" if root is not None else ""
+        for peer, (_, peer_trust) in checked.items():
+            if peer != cluster and peer_trust is not None and trust.signing_root not in peer_trust.trusted:
+                problems.append(
+                    f"its chain ends in root {signer}, which {peer}'s root-cert.pem does not hold: "
+                    f"workloads on {peer} will not trust workloads here"
+                )
+        others = sorted(held - {signer})
+        good = f"valid chain under root {signer}" + (f"; also trusts {', '.join(others)}" if others else "")
         results.append(_result(CACERTS, cluster, item, problems, good))
     return results
 
@@ -634,7 +659,8 @@ class Settings:
     """How long, in all, to wait for things that are still settling."""
     request_timeout: float = 15.0
     """How long one API call (or one curl through exec) may take."""
-    mesh_root: Optional[x509.Certificate] = None
+    mesh_roots: tuple[x509.Certificate, ...] = ()
+    """The roots the mesh should trust (`pulumi stack output rootCertificate`); () skips that check."""
     interval: float = 2.0
 
 
@@ -746,7 +772,7 @@ def verify(
             bundles[cluster.name] = read_cacerts(core(apis[cluster.name]))
         except Exception as error:  # noqa: BLE001
             errors.append(Result(CACERTS, cluster.name, "Secret cacerts", FAIL, api_error(error)))
-    results += check_cacerts(bundles, settings.mesh_root) + errors
+    results += check_cacerts(bundles, settings.mesh_roots) + errors
 
     progress(f"checking {REMOTE_SECRETS}")
     # A holder's secret is checked even when its source is down: the access check says so.

@@ -61,13 +61,16 @@ def make_ca(common_name: str, issuer=None, days: int = 30, start: datetime = NOW
     return certificate, key
 
 
-def bundle(intermediate, root_certificate) -> dict[str, bytes]:
-    """`cacerts` data as the program writes it, decoded as `read_cacerts` returns it."""
+def bundle(intermediate, root_certificate, trusted=None) -> dict[str, bytes]:
+    """`cacerts` data as the program writes it, decoded as `read_cacerts` returns it; `trusted`
+    are the roots in root-cert.pem when there are more than the signing one."""
     certificate, key = intermediate
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    return {k: text.encode() for k, text in cacerts_data(_pem(certificate), key_pem, _pem(root_certificate)).items()}
+    roots = "".join(_pem(r) for r in trusted) if trusted else _pem(root_certificate)
+    data = cacerts_data(_pem(certificate), key_pem, roots, _pem(root_certificate))
+    return {k: text.encode() for k, text in data.items()}
 
 
 def mesh_bundles(root=None, clusters=("east", "west")) -> dict[str, dict[str, bytes]]:
@@ -90,21 +93,52 @@ def test_cacerts_under_one_root_pass(root):
     assert v.fingerprint(root[0]) in results["west"].detail
 
 
-def test_cacerts_under_another_root_name_the_cluster_and_both_roots(root):
+def test_cacerts_under_another_root_name_the_cluster_and_the_root_its_peer_lacks(root):
     bundles = mesh_bundles(root)
     other = make_ca("Root CA")
     bundles["west"] = bundle(make_ca("Intermediate CA", issuer=other), other[0])
     results = by_cluster(v.check_cacerts(bundles))
+    assert results["east"].failed and results["west"].failed
+    assert (
+        f"its chain ends in root {v.fingerprint(other[0])}, which east's root-cert.pem does not hold: "
+        "workloads on east will not trust workloads here"
+    ) in results["west"].detail
+    assert f"root {v.fingerprint(root[0])}, which west's root-cert.pem does not hold" in results["east"].detail
+
+
+def test_cacerts_against_the_stack_roots_blame_every_cluster_that_differs(root):
+    other = make_ca("Root CA")
+    results = v.check_cacerts(mesh_bundles(other), mesh_roots=(root[0],))
+    assert all(r.failed and "not the mesh's root certificate" in r.detail for r in results)
+
+
+@pytest.fixture(scope="module")
+def new_root():
+    return make_ca("Root CA")
+
+
+def test_mid_rotation_clusters_signed_by_different_roots_pass_while_both_trust_both(root, new_root):
+    both = (root[0], new_root[0])
+    bundles = {
+        "east": bundle(make_ca("Intermediate CA", issuer=root), root[0], both),
+        "west": bundle(make_ca("Intermediate CA", issuer=new_root), new_root[0], both),
+    }
+    results = by_cluster(v.check_cacerts(bundles, mesh_roots=both))
+    assert [r.status for r in results.values()] == [v.PASS, v.PASS], [r.detail for r in results.values()]
+    assert results["west"].detail == (
+        f"valid chain under root {v.fingerprint(new_root[0])}; also trusts {v.fingerprint(root[0])}"
+    )
+
+
+def test_retiring_the_old_root_while_a_cluster_still_signs_with_it_is_caught(root, new_root):
+    bundles = {
+        "east": bundle(make_ca("Intermediate CA", issuer=new_root), new_root[0]),
+        "west": bundle(make_ca("Intermediate CA", issuer=root), root[0], (root[0], new_root[0])),
+    }
+    results = by_cluster(v.check_cacerts(bundles))
     assert results["east"].status == v.PASS
     assert results["west"].failed
-    assert f"its root ({v.fingerprint(other[0])}) is not east's root ({v.fingerprint(root[0])})" in results["west"].detail
-    assert "will not trust each other" in results["west"].detail
-
-
-def test_cacerts_against_the_stack_root_blame_every_cluster_that_differs(root):
-    other = make_ca("Root CA")
-    results = v.check_cacerts(mesh_bundles(other), mesh_root=root[0])
-    assert all(r.failed and "is not the mesh's root certificate" in r.detail for r in results)
+    assert f"root {v.fingerprint(root[0])}, which east's root-cert.pem does not hold" in results["west"].detail
 
 
 def test_intermediate_signed_by_a_foreign_root_under_the_mesh_root_fails(root):
@@ -119,7 +153,7 @@ def test_intermediate_signed_by_a_foreign_root_under_the_mesh_root_fails(root):
     "damage, message",
     [
         (lambda d: d.pop("ca-key.pem"), "missing ca-key.pem: istiod fails on a partial bundle"),
-        (lambda d: d.update({"cert-chain.pem": d["root-cert.pem"] + d["ca-cert.pem"]}), "cert-chain.pem is not ca-cert.pem followed by root-cert.pem"),
+        (lambda d: d.update({"cert-chain.pem": d["root-cert.pem"] + d["ca-cert.pem"]}), "cert-chain.pem is not ca-cert.pem followed by the root in root-cert.pem that signed it"),
         (lambda d: d.update({"root-cert.pem": b"not a certificate"}), "unreadable PEM data"),
     ],
 )

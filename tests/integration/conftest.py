@@ -13,9 +13,10 @@ from typing import Any, Callable
 
 import kubernetes
 import yaml
+from pulumi import automation as auto
 
 from lab.lab import Lab
-from lab.stack import mesh_config, open_stack, remove_stack
+from lab.stack import mesh_config, open_stack, remove_stack, write_config
 
 
 @dataclass
@@ -43,6 +44,20 @@ def changes(preview) -> dict[str, int]:
     """What a preview would change: every operation but `same` and `read` (the program reads
     its own stack's last outputs, which changes nothing)."""
     return {op: n for op, n in preview.change_summary.items() if op not in ("same", "read")}
+
+
+def refused_up(mesh: DeployedMesh, config: dict) -> str:
+    """`up` with `config` must fail; returns the engine's message. The mesh's own config is
+    written back either way."""
+    write_config(mesh.stack.name, config)
+    try:
+        try:
+            mesh.stack.up(color="never")
+        except auto.CommandError as error:
+            return str(error)
+        raise AssertionError(f"`up` with {config} was not refused")
+    finally:
+        write_config(mesh.stack.name, mesh.config)
 
 
 def secret_text(secret, key: str) -> str:

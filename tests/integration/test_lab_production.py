@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import kubernetes
 import pytest
-from pulumi import automation as auto
 
 from lab.stack import write_config
 
-from .conftest import changes, deploy, openssl, remote_client, secret_text
+from .conftest import changes, deploy, openssl, refused_up, remote_client, secret_text
 
 CLUSTERS = ["east", "west"]
 
@@ -97,15 +96,8 @@ def test_an_intermediate_inside_its_renewal_window_is_reissued_in_place(mesh, tm
 
 def test_a_change_of_root_settings_is_refused_with_the_rotation_procedure(mesh):
     root_before = _cacerts(mesh, "east")[1]["root-cert.pem"]
-    config = dict(mesh.config, certificates={"rsaBits": 2048})
-    write_config(mesh.stack.name, config)
-    try:
-        with pytest.raises(auto.CommandError) as refused:
-            mesh.stack.up(color="never")
-        message = str(refused.value)
-        assert "mesh:certificates.rsaBits" in message and "Root rotation" in message, message
-    finally:
-        write_config(mesh.stack.name, mesh.config)
+    message = refused_up(mesh, dict(mesh.config, certificates={"rsaBits": 2048}))
+    assert "mesh:certificates.rsaBits" in message and "Root rotation" in message, message
     assert _cacerts(mesh, "east")[1]["root-cert.pem"] == root_before
     preview = mesh.stack.preview(color="never")
     assert changes(preview) == {}, preview.stdout

@@ -113,10 +113,10 @@ class MeshExec:
         return answers[self.calls[cluster] % len(answers)]
 
 
-def run(mesh, timeout: float = 20, exec_=None, mesh_root=None, progress=None) -> v.Report:
+def run(mesh, timeout: float = 20, exec_=None, mesh_roots=(), progress=None) -> v.Report:
     mesh_config = config.parse(mesh.config)
     apis = {c.name: v.connect(c, request_timeout=10) for c in mesh_config.clusters}
-    settings = v.Settings(requests=4, timeout=timeout, interval=0.5, mesh_root=mesh_root)
+    settings = v.Settings(requests=4, timeout=timeout, interval=0.5, mesh_roots=mesh_roots)
     try:
         return v.verify(mesh_config, apis, exec_ or MeshExec(mesh_config), settings, progress or print)
     finally:
@@ -165,7 +165,7 @@ def test_a_healthy_mesh_passes_every_check_on_every_cluster(mesh):
     # One root on both clusters, and it is the stack's.
     root = x509.load_pem_x509_certificate(mesh.outputs["rootCertificate"].encode())
     assert details[(v.CACERTS, "west", "Secret cacerts")] == f"valid chain under root {v.fingerprint(root)}"
-    assert run(mesh, mesh_root=root).ok
+    assert run(mesh, mesh_roots=(root,)).ok
     assert report.to_dict()["traffic"]["sources"]["east"]["versions"] == {"v1": 2, "v2": 2}
 
 
@@ -267,7 +267,7 @@ def test_a_remote_secret_that_opens_the_other_cluster_is_caught(mesh):
     )
 
 
-def test_cacerts_signed_by_another_root_is_caught_on_that_cluster(mesh):
+def test_cacerts_signed_by_another_root_is_caught_on_both_sides(mesh):
     core, namespace = istio_system(mesh, "west")
     saved = core.read_namespaced_secret("cacerts", namespace).data
     other = make_ca("Root CA")
@@ -276,18 +276,23 @@ def test_cacerts_signed_by_another_root_is_caught_on_that_cluster(mesh):
     core.patch_namespaced_secret("cacerts", namespace, {"data": foreign})
     stack_root = x509.load_pem_x509_certificate(mesh.outputs["rootCertificate"].encode())
     try:
-        against_east = failures(run(mesh, timeout=2))
-        against_stack = failures(run(mesh, timeout=2, mesh_root=stack_root))
+        between_clusters = failures(run(mesh, timeout=2))
+        against_stack = failures(run(mesh, timeout=2, mesh_roots=(stack_root,)))
     finally:
         core.patch_namespaced_secret("cacerts", namespace, {"data": saved})
-    key = (v.CACERTS, "west", "Secret cacerts")
-    assert list(against_east) == [key] and list(against_stack) == [key]
-    assert against_east[key] == (
-        f"its root ({v.fingerprint(other[0])}) is not east's root ({v.fingerprint(stack_root)}): "
-        "workloads here and there will not trust each other"
+    west, east = (v.CACERTS, "west", "Secret cacerts"), (v.CACERTS, "east", "Secret cacerts")
+    assert sorted(between_clusters) == sorted(against_stack) == [east, west]
+    assert between_clusters[west] == (
+        f"its chain ends in root {v.fingerprint(other[0])}, which east's root-cert.pem does not hold: "
+        "workloads on east will not trust workloads here"
     )
-    assert "is not the mesh's root certificate" in against_stack[key]
-    assert run(mesh, mesh_root=stack_root).ok
+    assert between_clusters[east] == (
+        f"its chain ends in root {v.fingerprint(stack_root)}, which west's root-cert.pem does not hold: "
+        "workloads on west will not trust workloads here"
+    )
+    assert "not the mesh's root certificate" in against_stack[west]
+    assert "not the mesh's root certificate" not in against_stack[east]
+    assert run(mesh, mesh_roots=(stack_root,)).ok
 
 
 def test_a_gateway_without_address_and_an_unready_istio_are_reported_and_awaited(mesh):

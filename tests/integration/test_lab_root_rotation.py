@@ -1,0 +1,172 @@
+"""Root rotation on a real two-cluster lab, phase by phase, with the real engine.
+
+At every phase, a workload certificate issued by each cluster's intermediate (as istiod issues
+them) must verify against every cluster's `root-cert.pem`: no moment where two clusters distrust
+each other. The rotation also changes the key algorithm (RSA to ECDSA), which is what a root
+rotation is often for. Tests run in the order written and share one `up`.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+
+from lab.stack import write_config
+
+from .conftest import changes, deploy, openssl, refused_up, secret_text
+
+CLUSTERS = ["east", "west"]
+BEGIN = "-----BEGIN CERTIFICATE-----"
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory):
+    yield from deploy("rotation", CLUSTERS, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def first(mesh):
+    """What the mesh held before the rotation."""
+    return {"root": mesh.outputs["rootCertificate"], "cacerts": {name: cacerts(mesh, name) for name in CLUSTERS}}
+
+
+def cacerts(mesh, cluster) -> dict:
+    secret = mesh.core(cluster).read_namespaced_secret("cacerts", "istio-system")
+    return {"uid": secret.metadata.uid, **{key: secret_text(secret, key) for key in secret.data}}
+
+
+def rotate(mesh, phase, wait_hours=0):
+    certificates = {"keyAlgorithm": "ECDSA", "rootGeneration": 1, "rootRotationWaitHours": wait_hours}
+    if phase:
+        certificates["rootRotation"] = phase
+    config = dict(mesh.config, certificates=certificates)
+    write_config(mesh.stack.name, config)
+    result = mesh.stack.up(color="never")
+    mesh.config = config
+    mesh.outputs = {k: v.value for k, v in result.outputs.items()}
+    return {name: cacerts(mesh, name) for name in CLUSTERS}
+
+
+def certificates(pem: str) -> list[str]:
+    return [BEGIN + part for part in pem.split(BEGIN)[1:]]
+
+
+def text_of(pem: str) -> str:
+    return openssl("x509", "-noout", "-text", input_text=pem).stdout
+
+
+def assert_every_cluster_trusts_every_other(now: dict, tmp_path: pathlib.Path) -> None:
+    """A workload certificate from each cluster's intermediate verifies under each cluster's roots."""
+    leaf_ext = tmp_path / "leaf.cnf"
+    leaf_ext.write_text("basicConstraints=critical,CA:FALSE\n")
+    for issuer, files in now.items():
+        for key in ("ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"):
+            (tmp_path / f"{issuer}-{key}").write_text(files[key])
+        key, csr, leaf = (tmp_path / f"{issuer}-workload.{suffix}" for suffix in ("key", "csr", "pem"))
+        assert openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                       str(key), "-subj", f"/O=workload-on-{issuer}", "-out", str(csr)).returncode == 0
+        signed = openssl("x509", "-req", "-in", str(csr), "-CA", str(tmp_path / f"{issuer}-ca-cert.pem"),
+                         "-CAkey", str(tmp_path / f"{issuer}-ca-key.pem"), "-CAcreateserial", "-days", "1",
+                         "-extfile", str(leaf_ext), "-out", str(leaf))
+        assert signed.returncode == 0, signed.stderr
+    for issuer in now:
+        for verifier in now:
+            result = openssl("verify", "-CAfile", str(tmp_path / f"{verifier}-root-cert.pem"),
+                             "-untrusted", str(tmp_path / f"{issuer}-cert-chain.pem"),
+                             str(tmp_path / f"{issuer}-workload.pem"))
+            assert result.returncode == 0, f"{verifier} does not trust workloads of {issuer}: {result.stderr}"
+
+
+def root_resources(mesh) -> dict[str, bool]:
+    """Root certificates in the stack's state, and whether each is protected."""
+    state = mesh.stack.export_stack().deployment["resources"]
+    return {
+        r["urn"].split("::")[-1]: bool(r.get("protect"))
+        for r in state
+        if r["type"] == "tls:index/selfSignedCert:SelfSignedCert"
+    }
+
+
+def test_before_rotation_one_root_signs_and_is_trusted(mesh, first, tmp_path):
+    assert len(certificates(first["root"])) == 1
+    assert root_resources(mesh) == {"mesh-root-ca-cert": True}
+    assert_every_cluster_trusts_every_other(first["cacerts"], tmp_path)
+
+
+def test_a_step_that_skips_trust_is_refused_and_changes_nothing(mesh, first):
+    message = refused_up(mesh, dict(mesh.config, certificates={"rootGeneration": 1, "rootRotation": "sign"}))
+    assert "rootGeneration 1 with rootRotation 'sign' cannot follow" in message, message
+    assert "accepted now: rootGeneration 0 with rootRotation unset; rootGeneration 1 with rootRotation 'trust'" in message
+    assert {name: cacerts(mesh, name) for name in CLUSTERS} == first["cacerts"]
+
+
+def test_trust_puts_the_new_root_beside_the_old_in_every_cluster(mesh, first, tmp_path):
+    now = rotate(mesh, "trust")
+    old_root = first["root"]
+    bundle = mesh.outputs["rootCertificate"]
+    roots = certificates(bundle)
+    assert len(roots) == 2 and roots[0] == old_root
+    assert "id-ecPublicKey" in text_of(roots[1]) and "rsaEncryption" in text_of(roots[0])
+    for name, files in now.items():
+        before = first["cacerts"][name]
+        assert files["uid"] == before["uid"], "cacerts was replaced, not updated in place"
+        assert files["root-cert.pem"] == bundle
+        # Nothing is signed by the new root yet: the intermediate and its chain stay.
+        assert files["ca-cert.pem"] == before["ca-cert.pem"]
+        assert files["cert-chain.pem"] == before["cert-chain.pem"]
+    assert root_resources(mesh) == {"mesh-root-ca-cert": True, "mesh-root-ca-g1-cert": True}
+    assert mesh.outputs["rootCertificateAuthority"]["phase"] == "trust"
+    assert_every_cluster_trusts_every_other(now, tmp_path)
+
+
+def test_sign_is_refused_until_the_wait_has_passed(mesh):
+    certificates = dict(mesh.config["certificates"], rootRotation="sign", rootRotationWaitHours=24)
+    message = refused_up(mesh, dict(mesh.config, certificates=certificates))
+    assert "mesh:certificates.rootRotation: 'sign' is too early" in message, message
+    assert "rootRotationWaitHours 24" in message
+
+
+def test_sign_issues_every_intermediate_under_the_new_root(mesh, first, tmp_path):
+    before = {name: cacerts(mesh, name) for name in CLUSTERS}
+    now = rotate(mesh, "sign")
+    old_root, new_root = certificates(mesh.outputs["rootCertificate"])
+    assert old_root == first["root"]
+    for name, files in now.items():
+        assert files["uid"] == before[name]["uid"]
+        assert files["root-cert.pem"] == old_root + new_root
+        assert files["ca-cert.pem"] != before[name]["ca-cert.pem"]
+        assert files["ca-key.pem"] != before[name]["ca-key.pem"], "a new intermediate needs a new key"
+        assert files["cert-chain.pem"] == files["ca-cert.pem"] + new_root
+        assert "id-ecPublicKey" in text_of(files["ca-cert.pem"])
+        (tmp_path / "new-root.pem").write_text(new_root)
+        (tmp_path / "old-root.pem").write_text(old_root)
+        (tmp_path / "ca.pem").write_text(files["ca-cert.pem"])
+        assert openssl("verify", "-CAfile", str(tmp_path / "new-root.pem"), str(tmp_path / "ca.pem")).returncode == 0
+        assert openssl("verify", "-CAfile", str(tmp_path / "old-root.pem"), str(tmp_path / "ca.pem")).returncode != 0
+    assert_every_cluster_trusts_every_other(now, tmp_path)
+
+
+def test_retire_drops_the_old_root_from_every_bundle_and_unprotects_it(mesh, tmp_path):
+    signed = {name: cacerts(mesh, name) for name in CLUSTERS}
+    now = rotate(mesh, "retire")
+    (new_root,) = certificates(mesh.outputs["rootCertificate"])
+    for name, files in now.items():
+        assert files["root-cert.pem"] == new_root
+        assert files["ca-cert.pem"] == signed[name]["ca-cert.pem"]
+        assert files["cert-chain.pem"] == files["ca-cert.pem"] + new_root
+    assert root_resources(mesh) == {"mesh-root-ca-cert": False, "mesh-root-ca-g1-cert": True}
+    assert_every_cluster_trusts_every_other(now, tmp_path)
+
+
+def test_ending_the_rotation_deletes_the_old_root_and_converges(mesh, tmp_path):
+    now = rotate(mesh, None)
+    assert root_resources(mesh) == {"mesh-root-ca-g1-cert": True}
+    state = mesh.outputs["rootCertificateAuthority"]
+    assert (state["generation"], state["phase"], list(state["settings"])) == (1, "steady", ["1"])
+    exported = json.dumps(mesh.stack.export_stack().deployment)
+    assert "mesh-root-ca-key" not in exported.replace("mesh-root-ca-g1-key", ""), "the old root's key is still held"
+    assert_every_cluster_trusts_every_other(now, tmp_path)
+    preview = mesh.stack.preview(color="never")
+    assert changes(preview) == {}, preview.stdout
