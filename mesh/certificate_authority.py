@@ -77,19 +77,14 @@ def _plain(value: object) -> object:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def refuse_root_change(previous: Optional[dict], current: dict, generation: int = 0) -> dict:
-    """Compare with the settings root `generation` was made with, as the stack recorded them."""
-    previous = previous or {}
+def refuse_root_change(recorded: dict, current: dict, generation: int) -> None:
+    """Compare with the settings root `generation` was made with (`previous_root_state`'s)."""
     for key in ("keyAlgorithm", "rsaBits", "ecdsaCurve", "rootValidityHours"):
-        if key not in previous:
-            continue
-        was = _plain(previous[key])
-        if current.get(key) != was:
+        if key in recorded and current.get(key) != recorded[key]:
             raise ConfigError(
-                f"config mesh:certificates.{key}: {current.get(key)!r} differs from {was!r}, the value the "
-                f"mesh's root CA (generation {generation}) was made with; {ROOT_ROTATION_HELP}"
+                f"config mesh:certificates.{key}: {current.get(key)!r} differs from {recorded[key]!r}, the value "
+                f"the mesh's root CA (generation {generation}) was made with; {ROOT_ROTATION_HELP}"
             )
-    return current
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import kubernetes
@@ -46,6 +47,15 @@ def changes(preview) -> dict[str, int]:
     return {op: n for op, n in preview.change_summary.items() if op not in ("same", "read")}
 
 
+def update(mesh: DeployedMesh, **changes) -> None:
+    """`up` with changed config; the new config and outputs become the mesh's."""
+    config = dict(mesh.config, **changes)
+    write_config(mesh.stack.name, config)
+    result = mesh.stack.up(color="never")
+    mesh.config = config
+    mesh.outputs = {k: v.value for k, v in result.outputs.items()}
+
+
 def refused_up(mesh: DeployedMesh, config: dict) -> str:
     """`up` with `config` must fail; returns the engine's message. The mesh's own config is
     written back either way."""
@@ -64,12 +74,31 @@ def secret_text(secret, key: str) -> str:
     return base64.b64decode(secret.data[key]).decode()
 
 
+def cacerts(mesh: DeployedMesh, cluster: str) -> dict[str, str]:
+    """A cluster's `cacerts` files, and its `uid` (unchanged when updated in place)."""
+    secret = mesh.core(cluster).read_namespaced_secret("cacerts", "istio-system")
+    return {"uid": secret.metadata.uid, **{key: secret_text(secret, key) for key in secret.data}}
+
+
 def remote_client(kubeconfig_text: str) -> kubernetes.client.ApiClient:
     return kubernetes.config.new_client_from_config_dict(yaml.safe_load(kubeconfig_text))
 
 
 def openssl(*args: str, input_text: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(["openssl", *args], input=input_text, capture_output=True, text=True)
+
+
+def issue(directory: Path, name: str, ca_cert: Path, ca_key: Path, extfile: Path) -> Path:
+    """With openssl, a new key and a certificate for it signed by `ca_cert`/`ca_key`, as istiod
+    signs workload certificates; returns the certificate (its key is `name`.key beside it)."""
+    key, csr, cert = (directory / f"{name}.{suffix}" for suffix in ("key", "csr", "pem"))
+    made = openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                   "-keyout", str(key), "-subj", f"/CN={name}", "-out", str(csr))
+    assert made.returncode == 0, made.stderr
+    signed = openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
+                     "-CAcreateserial", "-days", "1", "-extfile", str(extfile), "-out", str(cert))
+    assert signed.returncode == 0, signed.stderr
+    return cert
 
 
 def deploy(name: str, clusters: list[str], tmp_path_factory, log: Callable[[str], None] = print):

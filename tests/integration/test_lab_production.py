@@ -9,9 +9,7 @@ from __future__ import annotations
 import kubernetes
 import pytest
 
-from lab.stack import write_config
-
-from .conftest import changes, deploy, openssl, refused_up, remote_client, secret_text
+from .conftest import cacerts, changes, deploy, openssl, refused_up, remote_client, secret_text, update
 
 CLUSTERS = ["east", "west"]
 
@@ -19,15 +17,6 @@ CLUSTERS = ["east", "west"]
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
     yield from deploy("prod", CLUSTERS, tmp_path_factory)
-
-
-def update(mesh, refresh: bool = False, **changes):
-    """`up` with changed config; the new config becomes the mesh's."""
-    config = dict(mesh.config, **changes)
-    write_config(mesh.stack.name, config)
-    result = mesh.stack.up(color="never", refresh=refresh)
-    mesh.config = config
-    return result
 
 
 def remote_kubeconfigs(mesh) -> dict[tuple[str, str], str]:
@@ -65,23 +54,17 @@ def test_token_rotation_switches_every_remote_secret_then_revokes_the_old_token(
         assert gone.value.status == 404
 
 
-def _cacerts(mesh, cluster):
-    secret = mesh.core(cluster).read_namespaced_secret("cacerts", "istio-system")
-    return secret.metadata.uid, {key: secret_text(secret, key) for key in secret.data}
-
-
 def _serial(pem: str) -> str:
     return openssl("x509", "-noout", "-serial", input_text=pem).stdout.strip()
 
 
 def test_an_intermediate_inside_its_renewal_window_is_reissued_in_place(mesh, tmp_path):
-    before = {name: _cacerts(mesh, name) for name in CLUSTERS}
+    before = {name: cacerts(mesh, name) for name in CLUSTERS}
     # A window as long as the certificate's life: the intermediates in place are inside it.
     update(mesh, certificates={"intermediateValidityHours": 87600, "intermediateEarlyRenewalHours": 87600})
     for name in CLUSTERS:
-        uid, files = _cacerts(mesh, name)
-        old_uid, old_files = before[name]
-        assert uid == old_uid, "cacerts was replaced, not updated in place"
+        files, old_files = cacerts(mesh, name), before[name]
+        assert files["uid"] == old_files["uid"], "cacerts was replaced, not updated in place"
         assert _serial(files["ca-cert.pem"]) != _serial(old_files["ca-cert.pem"])
         assert files["root-cert.pem"] == old_files["root-cert.pem"]
         assert files["cert-chain.pem"] == files["ca-cert.pem"] + files["root-cert.pem"]
@@ -95,10 +78,10 @@ def test_an_intermediate_inside_its_renewal_window_is_reissued_in_place(mesh, tm
 
 
 def test_a_change_of_root_settings_is_refused_with_the_rotation_procedure(mesh):
-    root_before = _cacerts(mesh, "east")[1]["root-cert.pem"]
+    root_before = cacerts(mesh, "east")["root-cert.pem"]
     message = refused_up(mesh, dict(mesh.config, certificates={"rsaBits": 2048}))
     assert "mesh:certificates.rsaBits" in message and "Root rotation" in message, message
-    assert _cacerts(mesh, "east")[1]["root-cert.pem"] == root_before
+    assert cacerts(mesh, "east")["root-cert.pem"] == root_before
     preview = mesh.stack.preview(color="never")
     assert changes(preview) == {}, preview.stdout
 

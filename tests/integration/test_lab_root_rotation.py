@@ -13,9 +13,7 @@ import pathlib
 
 import pytest
 
-from lab.stack import write_config
-
-from .conftest import changes, deploy, openssl, refused_up, secret_text
+from .conftest import cacerts, changes, deploy, issue, openssl, refused_up, update
 
 CLUSTERS = ["east", "west"]
 BEGIN = "-----BEGIN CERTIFICATE-----"
@@ -32,20 +30,11 @@ def first(mesh):
     return {"root": mesh.outputs["rootCertificate"], "cacerts": {name: cacerts(mesh, name) for name in CLUSTERS}}
 
 
-def cacerts(mesh, cluster) -> dict:
-    secret = mesh.core(cluster).read_namespaced_secret("cacerts", "istio-system")
-    return {"uid": secret.metadata.uid, **{key: secret_text(secret, key) for key in secret.data}}
-
-
 def rotate(mesh, phase, wait_hours=0):
     certificates = {"keyAlgorithm": "ECDSA", "rootGeneration": 1, "rootRotationWaitHours": wait_hours}
     if phase:
         certificates["rootRotation"] = phase
-    config = dict(mesh.config, certificates=certificates)
-    write_config(mesh.stack.name, config)
-    result = mesh.stack.up(color="never")
-    mesh.config = config
-    mesh.outputs = {k: v.value for k, v in result.outputs.items()}
+    update(mesh, certificates=certificates)
     return {name: cacerts(mesh, name) for name in CLUSTERS}
 
 
@@ -64,13 +53,7 @@ def assert_every_cluster_trusts_every_other(now: dict, tmp_path: pathlib.Path) -
     for issuer, files in now.items():
         for key in ("ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"):
             (tmp_path / f"{issuer}-{key}").write_text(files[key])
-        key, csr, leaf = (tmp_path / f"{issuer}-workload.{suffix}" for suffix in ("key", "csr", "pem"))
-        assert openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
-                       str(key), "-subj", f"/O=workload-on-{issuer}", "-out", str(csr)).returncode == 0
-        signed = openssl("x509", "-req", "-in", str(csr), "-CA", str(tmp_path / f"{issuer}-ca-cert.pem"),
-                         "-CAkey", str(tmp_path / f"{issuer}-ca-key.pem"), "-CAcreateserial", "-days", "1",
-                         "-extfile", str(leaf_ext), "-out", str(leaf))
-        assert signed.returncode == 0, signed.stderr
+        issue(tmp_path, f"{issuer}-workload", tmp_path / f"{issuer}-ca-cert.pem", tmp_path / f"{issuer}-ca-key.pem", leaf_ext)
     for issuer in now:
         for verifier in now:
             result = openssl("verify", "-CAfile", str(tmp_path / f"{verifier}-root-cert.pem"),

@@ -13,7 +13,7 @@ import kubernetes
 import pytest
 import yaml
 
-from .conftest import changes, deploy, openssl, remote_client, secret_text
+from .conftest import changes, deploy, issue, openssl, remote_client, secret_text
 
 CLUSTERS = ["east", "west"]
 
@@ -128,28 +128,16 @@ def test_no_ca_below_an_intermediate_is_trusted(mesh, tmp_path):
     leaf_ext = tmp_path / "leaf.cnf"
     leaf_ext.write_text("basicConstraints=critical,CA:FALSE\n")
 
-    def issue(name: str, issuer: str, extfile: pathlib.Path) -> pathlib.Path:
-        key, csr, cert = (tmp_path / f"{name}.{suffix}" for suffix in ("key", "csr", "pem"))
-        assert openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-subj", f"/CN={name}",
-                       "-out", str(csr)).returncode == 0
-        signed = openssl("x509", "-req", "-in", str(csr), "-CA", str(tmp_path / f"{issuer}.pem"),
-                         "-CAkey", str(tmp_path / f"{issuer}-key.pem"), "-CAcreateserial", "-days", "1",
-                         "-extfile", str(extfile), "-out", str(cert))
-        assert signed.returncode == 0, signed.stderr
-        return cert
-
-    (tmp_path / "ca.pem").write_text(secret_text(secret, "ca-cert.pem"))
-    (tmp_path / "ca-key.pem").write_text(secret_text(secret, "ca-key.pem"))
+    ca, ca_key = tmp_path / "ca-cert.pem", tmp_path / "ca-key.pem"
     # A workload certificate issued by the intermediate verifies, as istiod's do...
-    leaf = issue("workload", "ca", leaf_ext)
-    ok = openssl("verify", "-CAfile", str(tmp_path / "root-cert.pem"), "-untrusted", str(tmp_path / "ca.pem"), str(leaf))
+    leaf = issue(tmp_path, "workload", ca, ca_key, leaf_ext)
+    ok = openssl("verify", "-CAfile", str(tmp_path / "root-cert.pem"), "-untrusted", str(ca), str(leaf))
     assert ok.returncode == 0, ok.stderr
     # ...but a rogue CA under the intermediate, and anything it signs, does not.
-    issue("rogue", "ca", tmp_path / "ext.cnf")
-    (tmp_path / "rogue-key.pem").write_text((tmp_path / "rogue.key").read_text())
-    victim = issue("victim", "rogue", leaf_ext)
+    rogue = issue(tmp_path, "rogue", ca, ca_key, tmp_path / "ext.cnf")
+    victim = issue(tmp_path, "victim", rogue, tmp_path / "rogue.key", leaf_ext)
     untrusted = tmp_path / "untrusted.pem"
-    untrusted.write_text((tmp_path / "rogue.pem").read_text() + (tmp_path / "ca.pem").read_text())
+    untrusted.write_text(rogue.read_text() + ca.read_text())
     refused = openssl("verify", "-CAfile", str(tmp_path / "root-cert.pem"), "-untrusted", str(untrusted), str(victim))
     assert refused.returncode != 0
     assert "path length" in (refused.stdout + refused.stderr)
