@@ -64,6 +64,11 @@ def run_lab_stack(dir: Path) -> int:
     stack = open_stack("lab", mesh_config(lab.clusters, lab.kubeconfig_path), dir / "state")
     stack.up(on_output=echo, color="never")
     print(json.dumps(printable_outputs(stack.outputs()), indent=2))
+    for cluster, pods in sorted(lab.istiods().items()):
+        for name, state in sorted(pods.items()):
+            health = "ready" if state["running"] and state["ready"] else "NOT ready"
+            print(f"{cluster}: {name} (real istiod, pid {state['pid']}) {health} at {state['ip']} "
+                  f"(xDS/CA :15012, debug :15014); log {state['log']}")
     print(f"The lab keeps running (kubeconfig: {lab.kubeconfig_path}).")
     print("Verify it:      .venv/bin/mesh verify --stack lab")
     print(f"Stop it all:    .venv/bin/python -m lab down{'' if dir == default_dir().resolve() else f' --dir {dir}'}")

@@ -7,9 +7,6 @@ Pods are stored but never run.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import threading
 import time
 import urllib.request
@@ -21,33 +18,11 @@ import yaml
 from . import pki, procs
 from .kubeapi import ApiError, KubeClient
 
-REPO = Path(__file__).resolve().parent.parent
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
+from .toolchain import KUBERNETES as COMPONENTS
 KCM_CONTROLLERS = ",".join((
     "serviceaccount-token-controller", "serviceaccount-controller",
     "namespace-controller", "garbage-collector-controller",
 ))
-
-
-def binaries() -> dict[str, str]:
-    """Paths of the control-plane binaries.
-
-    toolchain/kubernetes.sh pins the versions; it returns at once when they are
-    cached, and builds them (tens of minutes, once) when not. PATH is the
-    fallback for a checkout without the toolchain script.
-    """
-    script = REPO / "toolchain" / "kubernetes.sh"
-    dirs: list[str] = []
-    if script.exists():
-        # stderr passes through: a cold build takes minutes and should say so.
-        out = subprocess.run([str(script)], check=True, stdout=subprocess.PIPE, text=True)
-        dirs = out.stdout.split()
-    path = os.pathsep.join(dirs + [os.environ.get("PATH", "")])
-    found = {name: shutil.which(name, path=path) for name in COMPONENTS}
-    missing = [n for n, p in found.items() if not p]
-    if missing:
-        raise RuntimeError(f"not found: {', '.join(missing)}; run toolchain/kubernetes.sh")
-    return found  # type: ignore[return-value]
 
 
 @dataclass

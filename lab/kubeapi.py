@@ -28,6 +28,7 @@ class KubeClient:
         self.timeout = timeout
         self._ctx = ssl.create_default_context(cafile=str(ca_file))
         self._ctx.load_cert_chain(str(cert_file), str(key_file))
+        self._resources: dict[str, dict[str, tuple[str, bool]]] = {}
 
     def request(self, method: str, path: str, body: Any = None,
                 content_type: str = "application/json") -> Any:
@@ -47,6 +48,23 @@ class KubeClient:
             return json.loads(raw)
         except ValueError:  # /readyz and friends answer plain text
             return raw.decode()
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    def path_of(self, obj: dict) -> str:
+        """The REST path of `obj` (its kind's plural and scope from API discovery, cached)."""
+        api_version, kind = obj["apiVersion"], obj["kind"]
+        if api_version not in self._resources:
+            base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+            listing = self.get(base)["resources"]
+            self._resources[api_version] = {r["kind"]: (r["name"], r["namespaced"])
+                                            for r in listing if "/" not in r["name"]}
+        plural, namespaced = self._resources[api_version][kind]
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        md = obj["metadata"]
+        scope = f"/namespaces/{md['namespace']}" if namespaced else ""
+        return f"{base}{scope}/{plural}/{md['name']}"
 
     def get(self, path: str) -> Any:
         return self.request("GET", path)

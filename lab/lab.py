@@ -21,8 +21,9 @@ from threading import Lock
 
 import yaml
 
-from . import crds, procs
-from .controlplane import REPO, ControlPlane, binaries
+from . import crds, pod_state, procs
+from .controlplane import ControlPlane
+from .toolchain import REPO, istio_binaries, kubernetes_binaries as binaries
 from .kubeapi import ApiError
 
 DEFAULT_CLUSTERS = ("east", "west")
@@ -58,6 +59,7 @@ class Lab:
         self.standin = standin
         self._planes: dict[str, ControlPlane] = {}
         self._standin_pid: int | None = None
+        self._kubelet_pid: int | None = None
         self._lock = Lock()
 
     # -- public API --------------------------------------------------------
@@ -86,6 +88,8 @@ class Lab:
         if self.dir.exists():
             self._down_existing()
         bins = binaries()
+        if self.standin:
+            istio_binaries()  # built now, not by the stand-ins in the background
         crd_docs = crds.load(self.crds_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._save()  # from now on the dir is recognisably a lab's, for `down`
@@ -145,7 +149,8 @@ class Lab:
 
     def stop_standin(self) -> None:
         """Stop the operator stand-in: statuses and load-balancer addresses stay as they are,
-        so a test can take them away without the stand-in putting them back a second later."""
+        so a test can take them away without the stand-in putting them back a second later.
+        The istiods (the kubelet stand-in) keep running."""
         procs.stop([self._standin_pid] if self._standin_pid else [], str(self.dir))
         self._standin_pid = None
         self._save()
@@ -155,6 +160,17 @@ class Lab:
         if not procs.alive(self._standin_pid, str(self.dir)):
             self._start_standin()
 
+    def istiods(self) -> dict[str, dict]:
+        """Each cluster's istiod as the kubelet stand-in runs it: pid, address, ports, log,
+        readiness (`<cluster>/pods/istio-system.istiod/pod.json`)."""
+        found: dict[str, dict] = {}
+        for pod_dir in pod_state.pod_dirs(self.dir):
+            state = pod_state.read_state(pod_dir)
+            if state:
+                state["running"] = procs.alive(state.get("pid"), str(pod_dir))
+                found.setdefault(state["cluster"], {})[state["deployment"]] = state
+        return found
+
     def status(self) -> dict:
         clusters = {}
         for p in self._planes.values():
@@ -163,9 +179,13 @@ class Lab:
             except (OSError, ApiError):
                 ready = False
             clusters[p.name] = {"server": p.server, "ready": ready, "processes": p.running()}
+        istiods = self.istiods()
+        for name, cluster in clusters.items():
+            cluster["istiod"] = istiods.get(name, {})
         standin = procs.alive(self._standin_pid, str(self.dir)) if self.standin else "disabled"
+        kubelet = procs.alive(self._kubelet_pid, str(self.dir)) if self.standin else "disabled"
         return {"dir": str(self.dir), "kubeconfig": str(self.kubeconfig_path),
-                "clusters": clusters, "operator_standin": standin}
+                "clusters": clusters, "operator_standin": standin, "kubelet_standin": kubelet}
 
     def __enter__(self) -> "Lab":
         return self.up()
@@ -182,19 +202,27 @@ class Lab:
         crds.install(plane.client(), crd_docs)
         plane.wait_controller_manager()
 
-    def _start_standin(self) -> None:
+    def _start_module(self, module: str) -> int:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-        self._standin_pid = procs.start(
-            [sys.executable, "-m", "lab.operator_standin", "--dir", str(self.dir)],
-            self.dir / "operator-standin.log", env)
+        return procs.start([sys.executable, "-m", f"lab.{module}", "--dir", str(self.dir)],
+                           self.dir / f"{module.replace('_', '-')}.log", env)
+
+    def _start_standin(self) -> None:
+        self._standin_pid = self._start_module("operator_standin")
         self._save()
+        if not procs.alive(self._kubelet_pid, str(self.dir)):
+            self._kubelet_pid = self._start_module("kubelet_standin")
+            self._save()
 
     def _stop_processes(self) -> None:
         marker = str(self.dir)
-        # Clients first, etcd last, so nothing logs a flood of connection errors.
-        procs.stop([self._standin_pid] if self._standin_pid else [], marker)
-        self._standin_pid = None
+        # Clients first, etcd last, so nothing logs a flood of connection errors. The kubelet
+        # stand-in stops its istiods on SIGTERM; any it could not (killed, crashed) go next.
+        procs.stop([p for p in (self._standin_pid, self._kubelet_pid) if p], marker)
+        self._standin_pid = self._kubelet_pid = None
+        procs.stop([s["pid"] for d in pod_state.pod_dirs(self.dir)
+                    if (s := pod_state.read_state(d)).get("pid")], marker)
         for components in (("kube-controller-manager", "kube-apiserver"), ("etcd",)):
             procs.stop([p.pids[c] for p in self._planes.values() for c in components
                         if c in p.pids], marker)
@@ -218,11 +246,12 @@ class Lab:
         self.names = list(self._planes) or self.names
         self.standin = state.get("standin", True)
         self._standin_pid = state.get("standin_pid")
+        self._kubelet_pid = state.get("kubelet_pid")
 
     def _save(self) -> None:
         with self._lock:  # clusters start in parallel threads
             state = {"kubeconfig": str(self.kubeconfig_path), "standin": self.standin,
-                     "standin_pid": self._standin_pid,
+                     "standin_pid": self._standin_pid, "kubelet_pid": self._kubelet_pid,
                      "clusters": [p.to_json() for p in self._planes.values()]}
             tmp = self.state_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(state, indent=2) + "\n")

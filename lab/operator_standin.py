@@ -1,19 +1,24 @@
 """STAND-IN for the Sail operator and a cloud load-balancer controller.
 
-Neither can run in the lab: there is no container runtime for the Sail operator
-to deploy istiod into, and no cloud to hand out load-balancer addresses. This
-module plays their visible part, openly, so that code waiting on them can be
-exercised against real API servers:
+Neither can run in the lab: the Sail operator's module is not served here and it would deploy
+istiod as a pod, and there is no cloud to hand out load-balancer addresses. This module plays
+their visible part, openly, so that code waiting on them runs against real API servers and a real
+istiod:
 
-- every `sailoperator.io/v1` `Istio` and `IstioCNI` gets the status the operator
-  writes once the control plane is healthy (conditions True, `state: Healthy`,
-  `observedGeneration`), through the status subresource;
+- for every `sailoperator.io/v1` `Istio`, istiod's objects rendered from Istio's own istiod chart
+  with the resource's `spec.values` by Istio's own istioctl (`lab.istio_chart`): ServiceAccount,
+  RBAC, mesh ConfigMap, Services, the `istiod` Deployment; the kubelet stand-in runs that
+  Deployment's pod as a real istiod process. Objects rendered for an `Istio` that is gone are
+  deleted, as a Helm uninstall would;
+- every `Istio` gets the status the operator writes: Ready (conditions True, `state: Healthy`)
+  only once its istiod Deployment reports an available replica for the current generation,
+  else Ready False with reason `IstiodNotReady`; every `IstioCNI` is reported Ready at once
+  (no CNI runs here: there are no pods to wire);
 - every Service of `type: LoadBalancer`, in any namespace, gets
   `status.loadBalancer.ingress: [{ip: 127.0.0.<n>}]`, unique across the lab.
 
-Nothing is installed or checked: a Ready Istio here says only that the object
-was accepted by the API server. `lab up --no-standin` leaves it out, for tests
-of behaviour while the operator has not (yet) reported.
+`lab up --no-standin` leaves the stand-ins out, for tests of behaviour while the operator has
+not (yet) reported.
 
 Run by `lab up` as `python -m lab.operator_standin --dir DIR`.
 """
@@ -28,8 +33,10 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
+from . import istio_chart
 from .controlplane import ControlPlane
-from .kubeapi import KubeClient
+from .kubeapi import ApiError, KubeClient
+from .toolchain import istio_binaries
 
 _MESSAGE = "set by lab.operator_standin: no Sail operator runs in the lab"
 # Condition types the Sail operator (api/v1) sets on each kind.
@@ -39,18 +46,25 @@ _KINDS = {
 }
 
 
-def operator_status(obj: dict, condition_types: tuple[str, ...], now: str) -> dict:
-    """The status the Sail operator reports for a healthy `obj`."""
+def operator_status(obj: dict, condition_types: tuple[str, ...], now: str,
+                    not_ready: str | None = None) -> dict:
+    """The status the Sail operator reports for `obj`: healthy, or (with `not_ready`, the reason
+    istiod is not ready) Ready False with reason IstiodNotReady."""
     old = {c.get("type"): c for c in obj.get("status", {}).get("conditions", [])}
     conditions = []
     for t in condition_types:
         prev = old.get(t, {})
+        healthy = not (not_ready and t == "Ready")
+        status = "True" if healthy else "False"
         # Like the operator: the transition time moves only when the status does.
-        since = prev.get("lastTransitionTime") if prev.get("status") == "True" else None
-        conditions.append({"type": t, "status": "True", "message": _MESSAGE,
-                           "lastTransitionTime": since or now})
+        since = prev.get("lastTransitionTime") if prev.get("status") == status else None
+        condition = {"type": t, "status": status, "message": _MESSAGE if healthy else f"{not_ready} ({_MESSAGE})",
+                     "lastTransitionTime": since or now}
+        if not healthy:
+            condition["reason"] = "IstiodNotReady"
+        conditions.append(condition)
     status = {"observedGeneration": obj["metadata"].get("generation", 1),
-              "conditions": conditions, "state": "Healthy"}
+              "conditions": conditions, "state": "Healthy" if not not_ready else "NotReady"}
     if obj["kind"] == "Istio":
         # InPlace strategy: one revision, named after the Istio object.
         status["activeRevisionName"] = obj["metadata"]["name"]
@@ -58,16 +72,43 @@ def operator_status(obj: dict, condition_types: tuple[str, ...], now: str) -> di
     return status
 
 
-def _needs_status(obj: dict, condition_types: tuple[str, ...]) -> bool:
+def _needs_status(obj: dict, condition_types: tuple[str, ...], not_ready: str | None) -> bool:
     status = obj.get("status") or {}
     true = {c.get("type") for c in status.get("conditions", []) if c.get("status") == "True"}
+    wanted = set(condition_types) - ({"Ready"} if not_ready else set())
     return (status.get("observedGeneration") != obj["metadata"].get("generation")
-            or status.get("state") != "Healthy" or not set(condition_types) <= true)
+            or status.get("state") != ("NotReady" if not_ready else "Healthy") or true != wanted)
+
+
+def istiod_deployment_name(istio: dict) -> str:
+    # As the chart renders it: revision "default" (an `Istio` named default) has no suffix.
+    name = istio["metadata"]["name"]
+    return "istiod" if name == "default" else f"istiod-{name}"
+
+
+def istiod_not_ready(client: KubeClient, istio: dict) -> str | None:
+    """Why the `Istio`'s istiod is not ready, or None when its Deployment has an available
+    replica (which the kubelet stand-in reports only while istiod answers its readiness probe)."""
+    namespace = istio["spec"].get("namespace", "istio-system")
+    name = istiod_deployment_name(istio)
+    try:
+        deployment = client.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
+    except ApiError as error:
+        if error.status == 404:
+            return f"Deployment {namespace}/{name} not found"
+        raise
+    status = deployment.get("status") or {}
+    if status.get("observedGeneration") != deployment["metadata"].get("generation") or not status.get("availableReplicas"):
+        return f"istiod Deployment {namespace}/{name} has no available replica"
+    return None
 
 
 class StandIn:
-    def __init__(self, clients: dict[str, KubeClient]):
+    def __init__(self, clients: dict[str, KubeClient], istioctl: str | None = None):
         self.clients = clients
+        self.istioctl = istioctl
+        # (cluster, Istio name) -> (spec hash, paths of what was applied for it)
+        self._rendered: dict[tuple[str, str], tuple[str, list[str]]] = {}
         # Remembered across rounds so that a cluster that is briefly unreachable
         # does not free its addresses for reuse elsewhere.
         self._used_ips: set[str] = set()
@@ -76,21 +117,46 @@ class StandIn:
     def reconcile(self) -> None:
         for name, client in self.clients.items():
             try:
-                self._reconcile_cluster(client)
+                self._reconcile_cluster(name, client)
                 self._errors.pop(name, None)
             except Exception as e:  # a stopped cluster is expected; log each change once
                 if self._errors.get(name) != str(e):
                     print(f"{name}: {str(e).strip()}", file=sys.stderr, flush=True)
                     self._errors[name] = str(e)
 
-    def _reconcile_cluster(self, client: KubeClient) -> None:
+    def _install(self, cluster: str, client: KubeClient, istios: list[dict]) -> None:
+        """Apply istiod's rendered objects for each `Istio`; delete those of `Istio`s now gone."""
+        for istio in istios:
+            key = (cluster, istio["metadata"]["name"])
+            digest = istio_chart.spec_hash(istio)
+            if self._rendered.get(key, ("", []))[0] == digest:
+                continue
+            assert self.istioctl, "no istioctl: the operator stand-in cannot render istiod"
+            paths = []
+            for obj in istio_chart.render(istio, self.istioctl):
+                path = client.path_of(obj)
+                client.apply(path, obj, "lab.operator-standin")
+                paths.append(path)
+            for path in set(self._rendered.get(key, ("", []))[1]) - set(paths):
+                _delete(client, path)  # rendered last time, not any more
+            self._rendered[key] = (digest, paths)
+        names = {i["metadata"]["name"] for i in istios}
+        for key in [k for k in self._rendered if k[0] == cluster and k[1] not in names]:
+            for path in self._rendered.pop(key)[1]:
+                _delete(client, path)
+
+    def _reconcile_cluster(self, cluster: str, client: KubeClient) -> None:
         now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         for plural, types in _KINDS.items():
             base = f"/apis/sailoperator.io/v1/{plural}"
-            for obj in client.get(base)["items"]:
-                if _needs_status(obj, types):
+            objects = client.get(base)["items"]
+            if plural == "istios" and self.istioctl:
+                self._install(cluster, client, objects)
+            for obj in objects:
+                not_ready = istiod_not_ready(client, obj) if plural == "istios" and self.istioctl else None
+                if _needs_status(obj, types, not_ready):
                     client.merge_patch(f"{base}/{obj['metadata']['name']}/status",
-                                       {"status": operator_status(obj, types, now)})
+                                       {"status": operator_status(obj, types, now, not_ready)})
         services = client.get("/api/v1/services")["items"]
         for svc in services:
             for ing in svc.get("status", {}).get("loadBalancer", {}).get("ingress") or []:
@@ -121,10 +187,18 @@ class StandIn:
             stop.wait(interval)
 
 
+def _delete(client: KubeClient, path: str) -> None:
+    try:
+        client.delete(path)
+    except ApiError as error:
+        if error.status != 404:
+            raise
+
+
 def from_lab_dir(dir: Path) -> StandIn:
     state = json.loads((dir / "lab.json").read_text())
     planes = [ControlPlane.from_json(c) for c in state["clusters"]]
-    return StandIn({p.name: p.client() for p in planes})
+    return StandIn({p.name: p.client() for p in planes}, istio_binaries()["istioctl"])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,7 +31,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
 from websocket import WebSocketException
 
-from . import gateway, samples
+from . import gateway, istiod_access, istiod_checks, samples
 from .certificate_authority import CACERTS_KEYS
 from .config import ClusterConfig, MeshConfig
 from .control_plane import ISTIO_NAMESPACE, NETWORK_LABEL, cacerts_manifest, istio_cni_manifest, istio_manifest
@@ -49,7 +49,11 @@ CACERTS = "cacerts"
 REMOTE_SECRETS = "remote secrets"
 SAMPLE_PODS = "sample pods"
 TRAFFIC = "traffic"
-CHECKS = (API_SERVERS, CONTROL_PLANE, ISTIOD, GATEWAY, CACERTS, REMOTE_SECRETS, SAMPLE_PODS, TRAFFIC)
+ISTIOD_PEERS = istiod_checks.ISTIOD_PEERS
+REMOTE_ENDPOINTS = istiod_checks.REMOTE_ENDPOINTS
+CHECKS = (API_SERVERS, CONTROL_PLANE, ISTIOD, GATEWAY, CACERTS, REMOTE_SECRETS, ISTIOD_PEERS, SAMPLE_PODS,
+          REMOTE_ENDPOINTS, TRAFFIC)
+NO_NODE = istiod_checks.NO_NODE
 
 HELLOWORLD_URL = f"helloworld.{samples.NAMESPACE}:{samples.HELLOWORLD_PORT}/hello"
 SLEEP = "sleep"
@@ -70,6 +74,11 @@ class Result:
     @property
     def failed(self) -> bool:
         return self.status == FAIL
+
+    @property
+    def final(self) -> bool:
+        """A failure that waiting cannot cure (no node will appear by itself)."""
+        return self.failed and NO_NODE in self.detail
 
 
 def _result(check: str, cluster: str, item: str, problems: Sequence[str], good: str) -> Result:
@@ -198,7 +207,7 @@ def istiod_deployment_name(revision: str) -> str:
     return "istiod" if revision == "default" else f"istiod-{revision}"
 
 
-def _deployment_problems(apps, name: str, namespace: str) -> list[str]:
+def _deployment_problems(apps, name: str, namespace: str, nodeless: bool = False) -> list[str]:
     try:
         deployment = apps.read_namespaced_deployment(name, namespace)
     except ApiException as error:
@@ -210,13 +219,14 @@ def _deployment_problems(apps, name: str, namespace: str) -> list[str]:
     if (status.available_replicas or 0) >= 1 and available is not None and available.status == "True":
         return []
     reason = f": {available.message}" if available is not None and available.message else ""
+    where = NO_NODE if nodeless else "look at its pods' events"
     return [
         f"Deployment {namespace}/{name} is not available ({status.available_replicas or 0} replicas "
-        f"available{reason}); look at its pods' events"
+        f"available{reason}); {where}"
     ]
 
 
-def check_istiod(custom, apps, mesh: MeshConfig, cluster: ClusterConfig) -> list[Result]:
+def check_istiod(custom, apps, mesh: MeshConfig, cluster: ClusterConfig, nodeless: bool = False) -> list[Result]:
     """The active revision's istiod Deployment has an available replica."""
     manifest = istio_manifest(mesh, cluster)
     try:
@@ -227,21 +237,21 @@ def check_istiod(custom, apps, mesh: MeshConfig, cluster: ClusterConfig) -> list
         return [Result(ISTIOD, cluster.name, "istiod", FAIL, "no Istio resource, so no istiod")]
     revision = (istio.get("status") or {}).get("activeRevisionName") or manifest["metadata"]["name"]
     name = istiod_deployment_name(revision)
-    problems = _deployment_problems(apps, name, ISTIO_NAMESPACE)
+    problems = _deployment_problems(apps, name, ISTIO_NAMESPACE, nodeless)
     return [_result(ISTIOD, cluster.name, f"Deployment {name}", problems, f"available (revision {revision})")]
 
 
 # --- east-west gateway --------------------------------------------------------------------
 
 
-def check_gateway(core, apps, cluster: ClusterConfig) -> list[Result]:
+def check_gateway(core, apps, cluster: ClusterConfig, nodeless: bool = False) -> list[Result]:
     """The gateway's pods are available and its Service has an address peers can reach."""
     results = [
         _result(
             GATEWAY,
             cluster.name,
             f"Deployment {gateway.NAME}",
-            _deployment_problems(apps, gateway.NAME, ISTIO_NAMESPACE),
+            _deployment_problems(apps, gateway.NAME, ISTIO_NAMESPACE, nodeless),
             "available",
         )
     ]
@@ -478,6 +488,112 @@ def check_remote_secret(
     return _result(REMOTE_SECRETS, holder.name, name, problems, good)
 
 
+# --- what istiod itself says ----------------------------------------------------------------
+
+
+def _istiods(api, custom, mesh: MeshConfig, cluster: ClusterConfig) -> list[istiod_access.Istiod]:
+    manifest = istio_manifest(mesh, cluster)
+    try:
+        istio = _sail_object(custom, manifest)
+        revision = (istio.get("status") or {}).get("activeRevisionName") or manifest["metadata"]["name"]
+    except ApiException as error:
+        if not _not_found(error):
+            raise
+        revision = manifest["metadata"]["name"]
+    found = istiod_access.find(api, revision)
+    if not found:
+        raise istiod_access.Unreachable(
+            f"no ready endpoint behind Service {ISTIO_NAMESPACE}/{istiod_access.service_name(revision)}: "
+            "is istiod running? (see the istiod check)"
+        )
+    return found
+
+
+def _ask_each(api, istiods: Sequence[istiod_access.Istiod], path: str, timeout: float) -> list[tuple[str, Any]]:
+    """(which istiod, its answer) for every ready istiod replica."""
+    return [(i.describe(), istiod_access.get_json(api, i, path, timeout)) for i in istiods]
+
+
+def check_istiod_peers(
+    api, mesh: MeshConfig, holder: ClusterConfig, remote_problems: Mapping[str, str], timeout: float
+) -> list[Result]:
+    """Every replica of `holder`'s istiod has every other cluster synced (`/debug/clusterz`)."""
+    custom = kubernetes.client.CustomObjectsApi(api)
+    try:
+        answers = _ask_each(api, _istiods(api, custom, mesh, holder), "/debug/clusterz", timeout)
+    except istiod_access.Unreachable as error:
+        return [Result(ISTIOD_PEERS, holder.name, "istiod", FAIL, str(error))]
+    results = []
+    for peer in istiod_checks.peers(mesh.clusters, holder):
+        problem = remote_problems.get(remote_secret_name(peer.cluster_name))
+        verdicts = [(who, *istiod_checks.peer_result(holder, peer, clusterz, problem)) for who, clusterz in answers]
+        failed = [(who, detail) for who, status, detail in verdicts if status == FAIL]
+        item = f"peer {peer.name}"
+        if failed:
+            who, detail = failed[0]
+            results.append(Result(ISTIOD_PEERS, holder.name, item, FAIL, f"{who}: {detail}" if len(answers) > 1 else detail))
+        else:
+            results.append(Result(ISTIOD_PEERS, holder.name, item, PASS, verdicts[0][2]))
+    return results
+
+
+def _ready_helloworld_endpoints(api) -> int:
+    slices = kubernetes.client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
+        samples.NAMESPACE, label_selector="kubernetes.io/service-name=helloworld"
+    ).items
+    return sum(1 for s in slices for e in s.endpoints or [] if not e.conditions or e.conditions.ready is not False)
+
+
+def _gateway_address(api) -> Optional[str]:
+    try:
+        service = kubernetes.client.CoreV1Api(api).read_namespaced_service(gateway.NAME, ISTIO_NAMESPACE)
+    except ApiException as error:
+        if _not_found(error):
+            return None
+        raise
+    return gateway.ingress_address(service.status) or next(iter(service.spec.external_ips or []), None)
+
+
+def check_remote_endpoints(
+    apis: Mapping[str, Any], mesh: MeshConfig, holder: ClusterConfig, nodeless: set[str], timeout: float
+) -> list[Result]:
+    """`holder`'s istiod serves every other cluster's helloworld behind that cluster's gateway."""
+    api = apis[holder.name]
+    custom = kubernetes.client.CustomObjectsApi(api)
+    try:
+        istiods = _istiods(api, custom, mesh, holder)
+        networkz = _ask_each(api, istiods, "/debug/networkz", timeout)
+        shardz = _ask_each(api, istiods, "/debug/endpointShardz", timeout)
+    except istiod_access.Unreachable as error:
+        return [Result(REMOTE_ENDPOINTS, holder.name, "istiod", FAIL, str(error))]
+    results = []
+    for peer in istiod_checks.peers(mesh.clusters, holder):
+        peer_api = apis.get(peer.name)
+        facts = (None, False, True) if peer_api is None else (
+            _gateway_address(peer_api), _ready_helloworld_endpoints(peer_api) > 0, peer.name not in nodeless)
+        verdicts = [
+            (who, *istiod_checks.endpoint_result(holder, peer, networks, shards, *facts))
+            for (who, networks), (_, shards) in zip(networkz, shardz)
+        ]
+        failed = [(who, detail) for who, status, detail in verdicts if status == FAIL]
+        item = f"helloworld of {peer.name}"
+        detail = (f"{failed[0][0]}: {failed[0][1]}" if len(verdicts) > 1 else failed[0][1]) if failed else verdicts[0][2]
+        results.append(Result(REMOTE_ENDPOINTS, holder.name, item, FAIL if failed else PASS, detail))
+    return results
+
+
+def nodeless_clusters(apis: Mapping[str, Any], clusters: Sequence[ClusterConfig]) -> set[str]:
+    """Clusters that have no Node at all (a lab; a cluster whose nodes are all gone)."""
+    found = set()
+    for cluster in clusters:
+        try:
+            if not kubernetes.client.CoreV1Api(apis[cluster.name]).list_node(limit=1).items:
+                found.add(cluster.name)
+        except Exception:  # noqa: BLE001 - may not list nodes: then say nothing about them
+            pass
+    return found
+
+
 # --- sample apps --------------------------------------------------------------------------
 
 
@@ -502,14 +618,15 @@ def ready_pods(core, deployment: Mapping[str, Any]) -> tuple[list, list]:
     return [p for p in pods if _pod_ready(p) and not p.metadata.deletion_timestamp], pods
 
 
-def check_sample_pods(core, cluster: ClusterConfig) -> list[Result]:
+def check_sample_pods(core, cluster: ClusterConfig, nodeless: bool = False) -> list[Result]:
     results = []
     for name, deployment in sample_deployments(cluster).items():
         ready, pods = ready_pods(core, deployment)
         problems = []
         if not ready:
             seen = ", ".join(f"{p.metadata.name} {p.status.phase}" for p in pods) or "none"
-            problems.append(f"no Ready pod (pods: {seen}); look at `kubectl -n {samples.NAMESPACE} describe pod`")
+            where = NO_NODE if nodeless else f"look at `kubectl -n {samples.NAMESPACE} describe pod`"
+            problems.append(f"no Ready pod (pods: {seen}); {where}")
         results.append(_result(SAMPLE_PODS, cluster.name, f"Deployment {name}", problems, f"{len(ready)} Ready"))
     return results
 
@@ -724,7 +841,7 @@ def _wait(
     said, said_at = "", 0.0
     while True:
         results = probe()
-        failing = [r for r in results if r.failed]
+        failing = [r for r in results if r.failed and not r.final]
         now = time.monotonic()
         if not failing or now >= deadline:
             return results
@@ -756,10 +873,11 @@ def verify(
     core = kubernetes.client.CoreV1Api
     apps = kubernetes.client.AppsV1Api
     custom = kubernetes.client.CustomObjectsApi
+    nodeless = nodeless_clusters(apis, up)
     waited = [
         (CONTROL_PLANE, lambda c, a: check_control_plane(custom(a), mesh, c)),
-        (ISTIOD, lambda c, a: check_istiod(custom(a), apps(a), mesh, c)),
-        (GATEWAY, lambda c, a: check_gateway(core(a), apps(a), c)),
+        (ISTIOD, lambda c, a: check_istiod(custom(a), apps(a), mesh, c, c.name in nodeless)),
+        (GATEWAY, lambda c, a: check_gateway(core(a), apps(a), c, c.name in nodeless)),
     ]
     for check, probe in waited:
         progress(f"checking {check}")
@@ -785,18 +903,39 @@ def verify(
             lambda: [check_remote_secret(core(apis[holder.name]), holder, source, settings.request_timeout)],
         )
 
+    progress(f"checking {ISTIOD_PEERS}")
+    remote_problems = {(r.cluster, r.item): r.detail for r in results if r.check == REMOTE_SECRETS and r.failed}
+    results += _wait(
+        ISTIOD_PEERS,
+        per_cluster(ISTIOD_PEERS, lambda c, a: check_istiod_peers(
+            a, mesh, c, {item: d for (holder, item), d in remote_problems.items() if holder == c.name},
+            settings.request_timeout)),
+        deadline, settings, progress,
+    )
+
     rows: list[TrafficRow] = []
     if not mesh.sample_apps:
-        for check in (SAMPLE_PODS, TRAFFIC):
+        for check in (SAMPLE_PODS, REMOTE_ENDPOINTS, TRAFFIC):
             results.append(Result(check, "-", "-", SKIP, "mesh:sampleApps is false: no sample apps deployed"))
     else:
         progress(f"checking {SAMPLE_PODS}")
         results += _wait(
-            SAMPLE_PODS, per_cluster(SAMPLE_PODS, lambda c, a: check_sample_pods(core(a), c)), deadline, settings, progress
+            SAMPLE_PODS, per_cluster(SAMPLE_PODS, lambda c, a: check_sample_pods(core(a), c, c.name in nodeless)),
+            deadline, settings, progress,
+        )
+        progress(f"checking {REMOTE_ENDPOINTS}")
+        results += _wait(
+            REMOTE_ENDPOINTS,
+            per_cluster(REMOTE_ENDPOINTS, lambda c, a: check_remote_endpoints(
+                apis, mesh, c, nodeless, settings.request_timeout)),
+            deadline, settings, progress,
         )
         if down:
             results.append(Result(TRAFFIC, "-", "-", SKIP, "not measured: " + ", ".join(down) + " unreachable"))
         else:
             rows = measure_traffic(mesh, exec_, settings.requests, progress)
+            for row in rows:
+                if row.exec_error and row.source in nodeless:
+                    row.exec_error = f"{row.exec_error}; {NO_NODE}"
             results += [traffic_result(row, mesh) for row in rows]
     return Report(results, rows, settings.requests, expected_versions(mesh))

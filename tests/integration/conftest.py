@@ -7,7 +7,10 @@ interrupted (the fixture's finaliser, and `Lab.down` kills by the lab's director
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -118,3 +121,56 @@ def deploy(name: str, clusters: list[str], tmp_path_factory, log: Callable[[str]
                 remove_stack(stack)
         finally:
             lab.down()
+
+
+# --- the lab's real istiods -----------------------------------------------------------------
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60, interval: float = 0.5) -> Any:
+    """probe() until it returns something truthy; fail saying what was awaited and what was last seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = probe()
+        except Exception as error:  # noqa: BLE001 - keep trying; report the last failure
+            last = error
+        else:
+            if last:
+                return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"after {timeout:.0f}s still waiting for {what}; last: {last!r}")
+        time.sleep(interval)
+
+
+def istiod_state(mesh: DeployedMesh, cluster: str) -> dict:
+    """What the kubelet stand-in reports for a cluster's istiod: pid, ip, ports, log, ready."""
+    return mesh.lab.istiods()[cluster]["istiod"]
+
+
+def istiod_debug(mesh: DeployedMesh, cluster: str, path: str) -> Any:
+    """GET a debug path of the cluster's istiod (monitoring port, loopback: no credentials)."""
+    with urllib.request.urlopen(f"http://{istiod_state(mesh, cluster)['ip']}:15014{path}", timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def istiod_log(mesh: DeployedMesh, cluster: str) -> str:
+    return Path(istiod_state(mesh, cluster)["log"]).read_text(errors="replace")
+
+
+def synced_peers(mesh: DeployedMesh, cluster: str) -> dict[str, str]:
+    """The remote clusters a cluster's istiod has, and their sync status."""
+    return {entry["id"]: entry["syncStatus"] for entry in istiod_debug(mesh, cluster, "/debug/clusterz")}
+
+
+def service_account_token(mesh: DeployedMesh, cluster: str, namespace: str, name: str,
+                          audience: str = "istio-ca") -> str:
+    """A token as the kubelet projects it into a pod for pilot-agent (audience istio-ca)."""
+    request = {"spec": {"audiences": [audience], "expirationSeconds": 3600}}
+    answer = mesh.core(cluster).create_namespaced_service_account_token(name, namespace, request)
+    return answer.status.token
+
+
+def istio_ca_root(mesh: DeployedMesh, cluster: str, namespace: str = "sample") -> str:
+    """The `istio-ca-root-cert` ConfigMap istiod writes into every namespace."""
+    return mesh.core(cluster).read_namespaced_config_map("istio-ca-root-cert", namespace).data["root-cert.pem"]

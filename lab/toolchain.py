@@ -1,0 +1,39 @@
+"""Where the lab finds the binaries it runs: the scripts under toolchain/ build them once
+(pinned in toolchain/versions.env) and print their folders; PATH is the fallback for a checkout
+without those scripts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+KUBERNETES = ("etcd", "kube-apiserver", "kube-controller-manager")
+ISTIO = ("pilot-discovery", "istioctl")
+
+
+def _find(script: str, names: tuple[str, ...]) -> dict[str, str]:
+    path = REPO / "toolchain" / script
+    dirs: list[str] = []
+    if path.exists():
+        # stderr passes through: a cold build takes minutes and should say so.
+        out = subprocess.run([str(path)], check=True, stdout=subprocess.PIPE, text=True)
+        dirs = out.stdout.split()
+    search = os.pathsep.join(dirs + [os.environ.get("PATH", "")])
+    found = {name: shutil.which(name, path=search) for name in names}
+    missing = [n for n, p in found.items() if not p]
+    if missing:
+        raise RuntimeError(f"not found: {', '.join(missing)}; run toolchain/{script}")
+    return found  # type: ignore[return-value]
+
+
+def kubernetes_binaries() -> dict[str, str]:
+    """etcd, kube-apiserver, kube-controller-manager (toolchain/kubernetes.sh)."""
+    return _find("kubernetes.sh", KUBERNETES)
+
+
+def istio_binaries() -> dict[str, str]:
+    """Istio's pilot-discovery (istiod) and istioctl (toolchain/istio.sh)."""
+    return _find("istio.sh", ISTIO)

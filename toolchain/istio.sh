@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds Istio's own control plane (pilot-discovery, i.e. istiod) and istioctl from the
+# istio.io/istio Go module, cached outside the repo, and prints the bin dir.
+#
+# The Go module proxy serves istio.io/istio only at one master pseudo-version (no release tag),
+# so the lab runs that Istio (VERSION 1.31-dev); see the README's "The toolchain".
+# The module has no replace directives, so a plain module-mode build works.
+#
+# Usage: toolchain/istio.sh     build what is missing (progress on stderr), print the bin dir
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ISTIO_MODULE_VERSION=$(sed -n 's/^ISTIO_MODULE_VERSION=//p' "$HERE/versions.env")
+ISTIO_BUILD_VERSION=$(sed -n 's/^ISTIO_BUILD_VERSION=//p' "$HERE/versions.env")
+: "${ISTIO_MODULE_VERSION:?missing in versions.env}" "${ISTIO_BUILD_VERSION:?missing in versions.env}"
+
+CACHE=${MESH_TOOLCHAIN_CACHE:-$HOME/.cache/mesh-toolchain}
+HOME_DIR=$CACHE/istio-$ISTIO_BUILD_VERSION
+export GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build
+export GOTOOLCHAIN=local GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
+
+log() { echo "istio.sh: $*" >&2; }
+
+build_istio() {
+  local src=$HOME_DIR/src started=$SECONDS
+  log "building istio.io/istio@$ISTIO_MODULE_VERSION (pilot-discovery, istioctl) into $HOME_DIR (cold: ~20 min)"
+  rm -rf "$HOME_DIR" && mkdir -p "$src" "$HOME_DIR/bin"
+  cd "$src"
+  # A wrapper module, so both binaries build in one go with one resolved dependency graph
+  # (the one istio.io/istio's own go.mod names: no replaces, MVS keeps its versions).
+  local gomod
+  gomod=$(go mod download -json "istio.io/istio@$ISTIO_MODULE_VERSION" | sed -n 's/^\s*"GoMod": "\(.*\)",\?$/\1/p')
+  printf 'module mesh.local/istio-build\n\ngo %s\n\nrequire istio.io/istio %s\n' \
+    "$(sed -n 's/^go //p' "$gomod")" "$ISTIO_MODULE_VERSION" > go.mod
+  local v=istio.io/istio/pkg/version rev=${ISTIO_MODULE_VERSION##*-}
+  go build -trimpath -o "$HOME_DIR/bin/" -ldflags "-s -w -X $v.buildVersion=$ISTIO_BUILD_VERSION \
+    -X $v.buildGitRevision=$rev -X $v.buildStatus=Clean -X $v.buildTag=$ISTIO_MODULE_VERSION" \
+    istio.io/istio/pilot/cmd/pilot-discovery istio.io/istio/istioctl/cmd/istioctl
+  touch "$HOME_DIR/.complete"
+  log "built in $((SECONDS - started)) s"
+}
+
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.istio.lock"
+flock 9
+[[ -f $HOME_DIR/.complete ]] || (build_istio)
+flock -u 9
+echo "$HOME_DIR/bin"
