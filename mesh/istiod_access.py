@@ -2,20 +2,17 @@
 `/debug/endpointShardz`) from outside the cluster, the way `istioctl remote-clusters` does.
 
 istiod serves its debug interface on the monitoring port (15014) to loopback callers without
-credentials (pilot/pkg/xds/debug.go `allowAuthenticatedOrLocalhost`). istioctl reaches it by
-port-forwarding to each Running istiod pod (pkg/kube `AllDiscoveryDo`), so a connection arrives
-from the pod's own loopback. We find istiod the same way the cluster routes to it: through the
-EndpointSlices of its Service (`istiod`, or `istiod-<revision>`):
-
-- an endpoint whose `targetRef` is a Pod is an in-cluster istiod: port-forward to that pod;
-- an endpoint with no pod behind it is an istiod outside the cluster (Istio's chart writes such a
-  slice for an external control plane; the lab's istiods run that way): ask its address directly,
-  which answers only when that address is this host's loopback.
+credentials (pilot/pkg/xds/debug.go `allowAuthenticatedOrLocalhost`). istioctl finds istiod as the
+Running pods labelled `app=istiod` and port-forwards to each (pkg/kube `AllDiscoveryDo`), so its
+connection arrives from the pod's own loopback. We do the same, with one addition: a pod whose IP
+is a loopback address runs on this very host (the lab's istiods do), and is asked at that
+address directly, which istiod also answers as a loopback caller.
 """
 
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -35,36 +32,35 @@ class Unreachable(Exception):
 
 @dataclass(frozen=True)
 class Istiod:
-    """One ready istiod endpoint of a cluster."""
+    """One Running, Ready istiod pod of a cluster."""
 
-    address: str
+    pod: str
+    ip: str
     port: int
-    pod: Optional[str] = None
+
+    @property
+    def on_this_host(self) -> bool:
+        try:
+            return ipaddress.ip_address(self.ip).is_loopback
+        except ValueError:
+            return False
 
     def describe(self) -> str:
-        return f"pod {self.pod}" if self.pod else f"{self.address}:{self.port} (outside the cluster)"
-
-
-def service_name(revision: str) -> str:
-    # Sail renders revision "default" without a suffix (the istiod chart's empty `revision`).
-    return "istiod" if revision == "default" else f"istiod-{revision}"
+        return f"pod {self.pod} at {self.ip}" if self.on_this_host else f"pod {self.pod}"
 
 
 def find(api: kubernetes.client.ApiClient, revision: str) -> list[Istiod]:
-    """The ready istiod endpoints of `revision`, from its Service's EndpointSlices."""
-    name = service_name(revision)
-    slices = kubernetes.client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
-        ISTIO_NAMESPACE, label_selector=f"kubernetes.io/service-name={name}"
+    """The Running, Ready istiod pods of `revision` (istioctl's selector, plus the revision)."""
+    pods = kubernetes.client.CoreV1Api(api).list_namespaced_pod(
+        ISTIO_NAMESPACE, label_selector=f"app=istiod,istio.io/rev={revision}", field_selector="status.phase=Running"
     ).items
     found = []
-    for endpoint_slice in slices:
-        ports = {p.name: p.port for p in endpoint_slice.ports or []}
-        port = ports.get(MONITORING_PORT_NAME, MONITORING_PORT)
-        for endpoint in endpoint_slice.endpoints or []:
-            if endpoint.conditions is not None and endpoint.conditions.ready is False:
-                continue
-            pod = endpoint.target_ref.name if endpoint.target_ref and endpoint.target_ref.kind == "Pod" else None
-            found.extend(Istiod(address, port, pod) for address in endpoint.addresses)
+    for pod in pods:
+        ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+        if not ready or not pod.status.pod_ip or pod.metadata.deletion_timestamp:
+            continue
+        ports = {p.name: p.container_port for c in pod.spec.containers for p in c.ports or []}
+        found.append(Istiod(pod.metadata.name, pod.status.pod_ip, ports.get(MONITORING_PORT_NAME, MONITORING_PORT)))
     return found
 
 
@@ -91,7 +87,7 @@ class _SocketConnection(http.client.HTTPConnection):
 def get_json(api: kubernetes.client.ApiClient, istiod: Istiod, path: str, timeout: float) -> Any:
     """GET `path` of istiod's debug interface and decode its JSON."""
     try:
-        if istiod.pod:
+        if not istiod.on_this_host:
             core = kubernetes.client.CoreV1Api(api)
             forward = portforward(
                 core.connect_get_namespaced_pod_portforward, istiod.pod, ISTIO_NAMESPACE, ports=str(istiod.port)
@@ -103,7 +99,7 @@ def get_json(api: kubernetes.client.ApiClient, istiod: Istiod, path: str, timeou
             finally:
                 forward.close()
         else:
-            body = _http_get(http.client.HTTPConnection(istiod.address, istiod.port, timeout=timeout), path)
+            body = _http_get(http.client.HTTPConnection(istiod.ip, istiod.port, timeout=timeout), path)
     except Unreachable:
         raise
     except Exception as error:  # noqa: BLE001 - transports fail in many ways; all mean the same

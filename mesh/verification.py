@@ -503,8 +503,7 @@ def _istiods(api, custom, mesh: MeshConfig, cluster: ClusterConfig) -> list[isti
     found = istiod_access.find(api, revision)
     if not found:
         raise istiod_access.Unreachable(
-            f"no ready endpoint behind Service {ISTIO_NAMESPACE}/{istiod_access.service_name(revision)}: "
-            "is istiod running? (see the istiod check)"
+            f"no Running, Ready istiod pod of revision {revision} in {ISTIO_NAMESPACE} (see the istiod check)"
         )
     return found
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ import yaml
 from pulumi import automation as auto
 
 from lab.lab import Lab
+from mesh import istiod_checks
+
+from . import istio_clients
 from lab.stack import mesh_config, open_stack, remove_stack, write_config
 
 
@@ -174,3 +178,79 @@ def service_account_token(mesh: DeployedMesh, cluster: str, namespace: str, name
 def istio_ca_root(mesh: DeployedMesh, cluster: str, namespace: str = "sample") -> str:
     """The `istio-ca-root-cert` ConfigMap istiod writes into every namespace."""
     return mesh.core(cluster).read_namespaced_config_map("istio-ca-root-cert", namespace).data["root-cert.pem"]
+
+
+def cluster_name(mesh: DeployedMesh, name: str) -> str:
+    return mesh.cluster_config(name)["clusterName"]
+
+
+def xds_channel(mesh: DeployedMesh, cluster: str):
+    """A TLS channel to the cluster's istiod (15012), checked with the cluster's istio-ca-root-cert."""
+    return istio_clients.channel(istiod_state(mesh, cluster)["ports"]["secureGRPCAddr"], istio_ca_root(mesh, cluster))
+
+
+def workload_certificate(mesh: DeployedMesh, cluster: str, directory: Path) -> list[str]:
+    """A certificate for sample/sleep from the cluster's istiod CA, as pilot-agent asks for one:
+    a CSR with a service-account token of audience istio-ca. Leaf first."""
+    key, csr = directory / f"{cluster}.key", directory / f"{cluster}.csr"
+    made = openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                   "-keyout", str(key), "-subj", "/O=sleep", "-out", str(csr))
+    assert made.returncode == 0, made.stderr
+    token = service_account_token(mesh, cluster, "sample", "sleep")
+    with xds_channel(mesh, cluster) as channel:
+        return istio_clients.request_certificate(channel, token, csr.read_text(), cluster_name(mesh, cluster))
+
+
+def verifies(leaf_and_chain: list[str], trusted_pem: str, directory: Path, name: str) -> subprocess.CompletedProcess:
+    """openssl verify of the leaf against `trusted_pem`, the rest of the chain as untrusted."""
+    leaf, untrusted, trusted = (directory / f"{name}.{suffix}" for suffix in ("leaf.pem", "chain.pem", "trust.pem"))
+    leaf.write_text(leaf_and_chain[0])
+    untrusted.write_text("".join(leaf_and_chain[1:]))
+    trusted.write_text(trusted_pem)
+    return openssl("verify", "-CAfile", str(trusted), "-untrusted", str(untrusted), str(leaf))
+
+
+def assert_istiods_sign_for_the_whole_mesh(mesh: DeployedMesh, clusters: list[str], directory: Path) -> None:
+    """Each real istiod issues a workload certificate that every cluster's root-cert.pem
+    accepts, and hands every namespace the trust bundle its cacerts holds."""
+    bundles = {name: cacerts(mesh, name)["root-cert.pem"] for name in clusters}
+    for name in clusters:
+        wait_for(f"{name}'s istiod to publish its cacerts root-cert.pem as istio-ca-root-cert",
+                 lambda: istio_ca_root(mesh, name).strip() == bundles[name].strip(), timeout=30)
+        expected = cacerts(mesh, name)["ca-cert.pem"].strip()
+        chain = wait_for(f"{name}'s istiod to sign with the intermediate in its cacerts",
+                         lambda: (c := workload_certificate(mesh, name, directory))[1].strip() == expected and c,
+                         timeout=30)
+        for peer in clusters:
+            result = verifies(chain, bundles[peer], directory, f"{name}-by-{peer}")
+            assert result.returncode == 0, f"{peer} does not trust {name}'s workloads: {result.stderr}"
+
+
+class EndpointWatch:
+    """While in effect, asks a cluster's istiod every 0.2 s how many endpoints of the sample
+    helloworld it holds from `source` (a clusterName), the way `mesh verify` reads them: a
+    rotation must never leave it with none (istio#61043)."""
+
+    def __init__(self, mesh: DeployedMesh, cluster: str, source: str):
+        self.mesh, self.cluster, self.source = mesh, cluster, source
+        self.counts: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                shardz = istiod_debug(self.mesh, self.cluster, "/debug/endpointShardz")
+                found = istiod_checks.shard_endpoints(shardz, istiod_checks.HELLOWORLD_HOST, "sample")
+                self.counts.append(len(found.get(self.source, [])))
+            except OSError:
+                self.counts.append(-1)  # istiod did not answer
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> "EndpointWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()

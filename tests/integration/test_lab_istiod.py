@@ -8,27 +8,33 @@ Tests run in the order written and share one `up`.
 
 from __future__ import annotations
 
+import json
+import os
 import re
-import subprocess
-from pathlib import Path
+import signal
 
-import grpc
+import kubernetes
 import pytest
 
 from mesh import samples
+from mesh import verification as v
 
 from . import istio_clients
 from .conftest import (
+    assert_istiods_sign_for_the_whole_mesh,
     cacerts,
+    cluster_name,
     deploy,
     istio_ca_root,
     istiod_debug,
     istiod_log,
     istiod_state,
-    openssl,
     service_account_token,
     synced_peers,
+    verifies,
     wait_for,
+    workload_certificate,
+    xds_channel,
 )
 from .workload_standin import run_pod
 
@@ -40,34 +46,6 @@ AUTH_FAILURE = re.compile(r"\b(401|403)\b|Unauthorized|forbidden", re.IGNORECASE
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
     yield from deploy("istiod", CLUSTERS, tmp_path_factory)
-
-
-def cluster_name(mesh, name: str) -> str:
-    return mesh.cluster_config(name)["clusterName"]
-
-
-def xds_channel(mesh, cluster: str) -> grpc.Channel:
-    return istio_clients.channel(istiod_state(mesh, cluster)["ports"]["secureGRPCAddr"], istio_ca_root(mesh, cluster))
-
-
-def workload_certificate(mesh, cluster: str, directory: Path) -> list[str]:
-    """A certificate for sample/sleep from the cluster's istiod CA, as pilot-agent asks for one."""
-    key, csr = directory / f"{cluster}.key", directory / f"{cluster}.csr"
-    made = openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                   "-keyout", str(key), "-subj", "/O=sleep", "-out", str(csr))
-    assert made.returncode == 0, made.stderr
-    token = service_account_token(mesh, cluster, "sample", "sleep")
-    with xds_channel(mesh, cluster) as channel:
-        return istio_clients.request_certificate(channel, token, csr.read_text(), cluster_name(mesh, cluster))
-
-
-def verifies(leaf_and_chain: list[str], trusted_pem: str, directory: Path, name: str) -> subprocess.CompletedProcess:
-    """openssl verify of the leaf against `trusted_pem`, the rest of the chain as untrusted."""
-    leaf, untrusted, trusted = (directory / f"{name}.{suffix}" for suffix in ("leaf.pem", "chain.pem", "trust.pem"))
-    leaf.write_text(leaf_and_chain[0])
-    untrusted.write_text("".join(leaf_and_chain[1:]))
-    trusted.write_text(trusted_pem)
-    return openssl("verify", "-CAfile", str(trusted), "-untrusted", str(untrusted), str(leaf))
 
 
 def test_up_waited_for_a_real_istiod_per_cluster(mesh):
@@ -82,16 +60,15 @@ def test_up_waited_for_a_real_istiod_per_cluster(mesh):
 def test_each_istiod_signs_with_the_mesh_ca(mesh, tmp_path):
     root = mesh.outputs["rootCertificate"]
     for name in CLUSTERS:
-        # istiod distributes the trust bundle of its cacerts to every namespace...
+        # istiod hands every namespace the trust bundle of its cacerts: the mesh root.
         assert istio_ca_root(mesh, name).strip() == root.strip()
-        # ...and signs workloads with the intermediate `up` made for this cluster.
+        # A workload certificate from the real CA chains to the mesh root...
         chain = workload_certificate(mesh, name, tmp_path)
         assert chain[1].strip() == cacerts(mesh, name)["ca-cert.pem"].strip()
         result = verifies(chain, root, tmp_path, f"{name}-mesh")
         assert result.returncode == 0, result.stderr
-        for peer in CLUSTERS:
-            result = verifies(chain, cacerts(mesh, peer)["root-cert.pem"], tmp_path, f"{name}-by-{peer}")
-            assert result.returncode == 0, f"{peer} does not trust {name}'s workloads: {result.stderr}"
+    # ...and every cluster's root-cert.pem accepts every cluster's workloads.
+    assert_istiods_sign_for_the_whole_mesh(mesh, CLUSTERS, tmp_path)
 
 
 def test_every_istiod_has_every_peer_synced_without_auth_errors(mesh):
@@ -128,3 +105,66 @@ def test_a_west_endpoint_reaches_east_sidecars_through_wests_gateway(mesh):
     # istiod's own view, which `mesh verify` reads: west's gateway known for west's network.
     gateways = istiod_debug(mesh, "east", "/debug/networkz")
     assert any(g.get("Addr") == west_gateway and g.get("Port") == 15443 for g in gateways), gateways
+
+
+def test_mesh_verify_shows_each_istiod_connected_and_serving_the_peer(mesh):
+    report = run_verify(mesh)
+    by_check = {}
+    for r in report.results:
+        by_check.setdefault(r.check, []).append(r)
+    for check in (v.CONTROL_PLANE, v.ISTIOD, v.CACERTS, v.REMOTE_SECRETS, v.ISTIOD_PEERS):
+        assert by_check[check] and not any(r.failed for r in by_check[check]), by_check[check]
+    peers = {(r.cluster, r.item): r.detail for r in by_check[v.ISTIOD_PEERS]}
+    assert set(peers) == {("east", "peer west"), ("west", "peer east")}
+    assert "synced" in peers[("east", "peer west")]
+    endpoints = {(r.cluster, r.item): r for r in by_check[v.REMOTE_ENDPOINTS]}
+    # West has a (stand-in) pod: east's istiod serves it through west's gateway.
+    assert not endpoints[("east", "helloworld of west")].failed, endpoints
+    # East has none, and no node to run one: said as such, not as a broken mesh.
+    assert endpoints[("west", "helloworld of east")].failed
+    assert v.NO_NODE in endpoints[("west", "helloworld of east")].detail
+
+
+def test_a_reader_role_without_endpointslices_leaves_the_peer_unsynced_and_verify_says_why(mesh):
+    rbac = kubernetes.client.RbacAuthorizationV1Api(mesh.client("west"))
+    role = rbac.read_cluster_role("istio-mesh-reader")
+    original = role.rules
+    role.rules = [r for r in original if "endpointslices" not in (r.resources or [])]
+    assert len(role.rules) == len(original) - 1
+    rbac.replace_cluster_role("istio-mesh-reader", role)
+    try:
+        # A fresh istiod on east reads west through the remote secret, as after a restart.
+        before = istiod_state(mesh, "east")
+        seen = len(istiod_log(mesh, "east"))
+        os.kill(before["pid"], signal.SIGKILL)
+        wait_for("the kubelet stand-in to restart east's istiod",
+                 lambda: (s := istiod_state(mesh, "east"))["pid"] != before["pid"] and s["running"], timeout=60)
+        wait_for("east's istiod to be refused endpointslices on west",
+                 lambda: re.search(r"endpointslices.*forbidden|forbidden.*endpointslices",
+                                   istiod_log(mesh, "east")[seen:]), timeout=60)
+        assert synced_peers(mesh, "east").get("cluster2") != "synced"
+        report = run_verify(mesh, timeout=5)
+        east = next(r for r in report.results if r.check == v.ISTIOD_PEERS and r.cluster == "east")
+        assert east.failed and "cluster2" in east.detail, east
+    finally:
+        role.rules = original
+        role.metadata.resource_version = None
+        rbac.replace_cluster_role("istio-mesh-reader", role)
+    wait_for("east's istiod to sync west once the rule is back",
+             lambda: synced_peers(mesh, "east").get("cluster2") == "synced", timeout=120)
+
+
+def run_verify(mesh, timeout: float = 60):
+    """`mesh verify` of the deployed config against the lab, as the command runs it."""
+    config = mesh_config_of(mesh)
+    apis = {c.name: v.connect(c, 10) for c in config.clusters}
+    try:
+        return v.verify(config, apis, v.PodExec(config, apis, 10), v.Settings(requests=1, timeout=timeout))
+    finally:
+        for api in apis.values():
+            api.close()
+
+
+def mesh_config_of(mesh):
+    from mesh import config as mesh_config
+    return mesh_config.parse(json.loads(json.dumps(mesh.config)))

@@ -9,7 +9,24 @@ from __future__ import annotations
 import kubernetes
 import pytest
 
-from .conftest import cacerts, changes, deploy, openssl, refused_up, remote_client, secret_text, update
+from mesh import samples
+
+from .conftest import (
+    EndpointWatch,
+    assert_istiods_sign_for_the_whole_mesh,
+    cacerts,
+    changes,
+    deploy,
+    istiod_state,
+    openssl,
+    refused_up,
+    remote_client,
+    secret_text,
+    synced_peers,
+    update,
+    wait_for,
+)
+from .workload_standin import run_pod
 
 CLUSTERS = ["east", "west"]
 
@@ -17,6 +34,33 @@ CLUSTERS = ["east", "west"]
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
     yield from deploy("prod", CLUSTERS, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def west_endpoint(mesh):
+    """A Ready helloworld pod on west (stand-in), which east's real istiod must keep serving."""
+    version = "v2"
+    manifest = next(m for m in samples.sample_manifests(version)
+                    if m["kind"] == "Deployment" and m["metadata"]["name"] == f"helloworld-{version}")
+    run_pod(mesh.client("west"), manifest, "10.244.2.10")
+    wait_for("east's istiod to hold west's helloworld endpoint",
+             lambda: _watch_once(mesh), timeout=60)
+    return {name: istiod_state(mesh, name)["pid"] for name in CLUSTERS}
+
+
+def _watch_once(mesh) -> bool:
+    with EndpointWatch(mesh, "east", "cluster2") as watch:
+        wait_for("one answer", lambda: watch.counts, timeout=10)
+    return watch.counts[0] > 0
+
+
+def assert_istiods_kept_up(mesh, pids, watch: EndpointWatch) -> None:
+    """The same istiod processes, every peer synced, and east never without west's endpoint."""
+    assert watch.counts and min(watch.counts) > 0, f"east's istiod lost west's endpoints: {watch.counts}"
+    for name in CLUSTERS:
+        assert istiod_state(mesh, name)["pid"] == pids[name], f"{name}'s istiod restarted"
+        wait_for(f"{name}'s istiod to have every peer synced",
+                 lambda: all(v == "synced" for v in synced_peers(mesh, name).values()), timeout=60)
 
 
 def remote_kubeconfigs(mesh) -> dict[tuple[str, str], str]:
@@ -36,10 +80,16 @@ def opens(kubeconfig: str, source: dict) -> None:
     assert labels["topology.istio.io/network"] == source["network"]
 
 
-def test_token_rotation_switches_every_remote_secret_then_revokes_the_old_token(mesh):
+def test_token_rotation_switches_every_remote_secret_then_revokes_the_old_token(mesh, west_endpoint):
     before = remote_kubeconfigs(mesh)
     old_secrets = {name: mesh.outputs["clusters"][name]["readerTokenSecret"] for name in CLUSTERS}
-    update(mesh, readerTokenRotation="2")
+    with EndpointWatch(mesh, "east", "cluster2") as watch:
+        update(mesh, readerTokenRotation="2")
+        # istiod reads the new remote secret while the old token is already revoked: it must
+        # have switched to the new one, and kept serving west's endpoint all along.
+        wait_for("east's istiod to read west with the new token",
+                 lambda: "synced" == synced_peers(mesh, "east").get("cluster2"), timeout=60)
+    assert_istiods_kept_up(mesh, west_endpoint, watch)
     after = remote_kubeconfigs(mesh)
     for (holder, source_name), kubeconfig in after.items():
         source = mesh.cluster_config(source_name)
@@ -58,10 +108,14 @@ def _serial(pem: str) -> str:
     return openssl("x509", "-noout", "-serial", input_text=pem).stdout.strip()
 
 
-def test_an_intermediate_inside_its_renewal_window_is_reissued_in_place(mesh, tmp_path):
+def test_an_intermediate_inside_its_renewal_window_is_reissued_in_place(mesh, west_endpoint, tmp_path):
     before = {name: cacerts(mesh, name) for name in CLUSTERS}
     # A window as long as the certificate's life: the intermediates in place are inside it.
-    update(mesh, certificates={"intermediateValidityHours": 87600, "intermediateEarlyRenewalHours": 87600})
+    with EndpointWatch(mesh, "east", "cluster2") as watch:
+        update(mesh, certificates={"intermediateValidityHours": 87600, "intermediateEarlyRenewalHours": 87600})
+        # Each istiod signs with its renewed intermediate, without a restart.
+        assert_istiods_sign_for_the_whole_mesh(mesh, CLUSTERS, tmp_path)
+    assert_istiods_kept_up(mesh, west_endpoint, watch)
     for name in CLUSTERS:
         files, old_files = cacerts(mesh, name), before[name]
         assert files["uid"] == old_files["uid"], "cacerts was replaced, not updated in place"

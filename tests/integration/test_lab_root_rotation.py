@@ -1,8 +1,9 @@
 """Root rotation on a real two-cluster lab, phase by phase, with the real engine.
 
-At every phase, a workload certificate issued by each cluster's intermediate (as istiod issues
-them) must verify against every cluster's `root-cert.pem`: no moment where two clusters distrust
-each other. The rotation also changes the key algorithm (RSA to ECDSA), which is what a root
+At every phase, a workload certificate issued by each cluster's intermediate must verify
+against every cluster's `root-cert.pem`: no moment where two clusters distrust each other. Both
+ways: issued with openssl from the `cacerts` files, and issued by each cluster's real istiod,
+which must take every phase's `cacerts` without a restart and keep every peer synced. The rotation also changes the key algorithm (RSA to ECDSA), which is what a root
 rotation is often for. Tests run in the order written and share one `up`.
 """
 
@@ -13,7 +14,18 @@ import pathlib
 
 import pytest
 
-from .conftest import cacerts, changes, deploy, issue, openssl, refused_up, update
+from .conftest import (
+    assert_istiods_sign_for_the_whole_mesh,
+    cacerts,
+    changes,
+    deploy,
+    istiod_state,
+    issue,
+    openssl,
+    refused_up,
+    synced_peers,
+    update,
+)
 
 CLUSTERS = ["east", "west"]
 BEGIN = "-----BEGIN CERTIFICATE-----"
@@ -36,6 +48,21 @@ def rotate(mesh, phase, wait_hours=0):
         certificates["rootRotation"] = phase
     update(mesh, certificates=certificates)
     return {name: cacerts(mesh, name) for name in CLUSTERS}
+
+
+@pytest.fixture(scope="module")
+def istiod_pids(mesh):
+    """Each cluster's istiod process before the rotation: the same ones must see it through."""
+    return {name: istiod_state(mesh, name)["pid"] for name in CLUSTERS}
+
+
+def assert_istiods_follow(mesh, istiod_pids, tmp_path) -> None:
+    assert_istiods_sign_for_the_whole_mesh(mesh, CLUSTERS, tmp_path)
+    for name in CLUSTERS:
+        state = istiod_state(mesh, name)
+        assert state["pid"] == istiod_pids[name] and state["running"], f"{name}'s istiod restarted: {state}"
+        peers = synced_peers(mesh, name)
+        assert all(peers.get(f"cluster{i + 1}") == "synced" for i in range(len(CLUSTERS))), peers
 
 
 def certificates(pem: str) -> list[str]:
@@ -72,10 +99,11 @@ def root_resources(mesh) -> dict[str, bool]:
     }
 
 
-def test_before_rotation_one_root_signs_and_is_trusted(mesh, first, tmp_path):
+def test_before_rotation_one_root_signs_and_is_trusted(mesh, first, istiod_pids, tmp_path):
     assert len(certificates(first["root"])) == 1
     assert root_resources(mesh) == {"mesh-root-ca-cert": True}
     assert_every_cluster_trusts_every_other(first["cacerts"], tmp_path)
+    assert_istiods_follow(mesh, istiod_pids, tmp_path)
 
 
 def test_a_step_that_skips_trust_is_refused_and_changes_nothing(mesh, first):
@@ -85,7 +113,7 @@ def test_a_step_that_skips_trust_is_refused_and_changes_nothing(mesh, first):
     assert {name: cacerts(mesh, name) for name in CLUSTERS} == first["cacerts"]
 
 
-def test_trust_puts_the_new_root_beside_the_old_in_every_cluster(mesh, first, tmp_path):
+def test_trust_puts_the_new_root_beside_the_old_in_every_cluster(mesh, first, istiod_pids, tmp_path):
     now = rotate(mesh, "trust")
     old_root = first["root"]
     bundle = mesh.outputs["rootCertificate"]
@@ -102,6 +130,7 @@ def test_trust_puts_the_new_root_beside_the_old_in_every_cluster(mesh, first, tm
     assert root_resources(mesh) == {"mesh-root-ca-cert": True, "mesh-root-ca-g1-cert": True}
     assert mesh.outputs["rootCertificateAuthority"]["phase"] == "trust"
     assert_every_cluster_trusts_every_other(now, tmp_path)
+    assert_istiods_follow(mesh, istiod_pids, tmp_path)
 
 
 def test_sign_is_refused_until_the_wait_has_passed(mesh):
@@ -111,7 +140,7 @@ def test_sign_is_refused_until_the_wait_has_passed(mesh):
     assert "rootRotationWaitHours 24" in message
 
 
-def test_sign_issues_every_intermediate_under_the_new_root(mesh, first, tmp_path):
+def test_sign_issues_every_intermediate_under_the_new_root(mesh, first, istiod_pids, tmp_path):
     before = {name: cacerts(mesh, name) for name in CLUSTERS}
     now = rotate(mesh, "sign")
     old_root, new_root = certificates(mesh.outputs["rootCertificate"])
@@ -129,9 +158,10 @@ def test_sign_issues_every_intermediate_under_the_new_root(mesh, first, tmp_path
         assert openssl("verify", "-CAfile", str(tmp_path / "new-root.pem"), str(tmp_path / "ca.pem")).returncode == 0
         assert openssl("verify", "-CAfile", str(tmp_path / "old-root.pem"), str(tmp_path / "ca.pem")).returncode != 0
     assert_every_cluster_trusts_every_other(now, tmp_path)
+    assert_istiods_follow(mesh, istiod_pids, tmp_path)
 
 
-def test_retire_drops_the_old_root_from_every_bundle_and_unprotects_it(mesh, tmp_path):
+def test_retire_drops_the_old_root_from_every_bundle_and_unprotects_it(mesh, istiod_pids, tmp_path):
     signed = {name: cacerts(mesh, name) for name in CLUSTERS}
     now = rotate(mesh, "retire")
     (new_root,) = certificates(mesh.outputs["rootCertificate"])
@@ -141,9 +171,10 @@ def test_retire_drops_the_old_root_from_every_bundle_and_unprotects_it(mesh, tmp
         assert files["cert-chain.pem"] == files["ca-cert.pem"] + new_root
     assert root_resources(mesh) == {"mesh-root-ca-cert": False, "mesh-root-ca-g1-cert": True}
     assert_every_cluster_trusts_every_other(now, tmp_path)
+    assert_istiods_follow(mesh, istiod_pids, tmp_path)
 
 
-def test_ending_the_rotation_deletes_the_old_root_and_converges(mesh, tmp_path):
+def test_ending_the_rotation_deletes_the_old_root_and_converges(mesh, istiod_pids, tmp_path):
     now = rotate(mesh, None)
     assert root_resources(mesh) == {"mesh-root-ca-g1-cert": True}
     state = mesh.outputs["rootCertificateAuthority"]
@@ -151,5 +182,6 @@ def test_ending_the_rotation_deletes_the_old_root_and_converges(mesh, tmp_path):
     exported = json.dumps(mesh.stack.export_stack().deployment)
     assert "mesh-root-ca-key" not in exported.replace("mesh-root-ca-g1-key", ""), "the old root's key is still held"
     assert_every_cluster_trusts_every_other(now, tmp_path)
+    assert_istiods_follow(mesh, istiod_pids, tmp_path)
     preview = mesh.stack.preview(color="never")
     assert changes(preview) == {}, preview.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import kubernetes
 import pytest
 
-from .conftest import deploy, remote_client, secret_text
+from .conftest import deploy, remote_client, secret_text, synced_peers, wait_for
 
 CLUSTERS = ["east", "west", "south"]
 
@@ -31,3 +31,13 @@ def test_six_remote_secrets_each_open_the_right_cluster(mesh):
             assert labels["topology.istio.io/network"] == source["network"]
             opened.add((holder, source["name"]))
     assert len(opened) == 6
+
+
+def test_every_istiod_has_both_peers_synced(mesh):
+    names = {c["name"]: c["clusterName"] for c in mesh.config["clusters"]}
+    for holder in CLUSTERS:
+        expected = {names[peer] for peer in CLUSTERS if peer != holder}
+        peers = wait_for(f"{holder}'s istiod to sync {sorted(expected)}",
+                         lambda: (p := synced_peers(mesh, holder)) if all(p.get(c) == "synced" for c in expected) else None)
+        # Its own cluster and the two peers, nothing else.
+        assert set(peers) == expected | {names[holder]}, peers

@@ -1,10 +1,11 @@
 """`mesh verify` on a real `pulumi up` of the mesh in the lab: healthy first, then broken ways.
 
-Every check the API servers can answer runs for real. What the lab cannot run is played by
-stand-ins named as such below: the Sail operator's istiod Deployment, the deployment
-controller's status, and the kubelet's Ready pods. Pods never run here, so the traffic check
-uses a fake exec fed real helloworld lines; the real exec path is run once through the CLI,
-where the API server's answer (no node for the pod) must come out as the traffic failure.
+Every check the API servers and the lab's real istiods can answer runs for real: each istiod is
+asked what it has synced and which endpoints it serves. What the lab cannot run is played by
+stand-ins named as such below: the gateway Deployment's status, and the sample workloads' Ready
+pods with their endpoints (tests.integration.workload_standin). Pods never run here, so the
+traffic check uses a fake exec fed real helloworld lines; the real exec path is run once through
+the CLI, where the API server's answer (no node for the pod) must come out as the traffic failure.
 
 Tests run in the order written and share one `up`; each breakage is undone before the next.
 """
@@ -30,6 +31,7 @@ from mesh.remote_secret import remote_kubeconfig
 
 from ..test_verification import bundle, make_ca
 from .conftest import deploy
+from .workload_standin import run_pod
 
 CLUSTERS = ["east", "west"]
 HELLO = "Hello version: {version}, instance: helloworld-{version}-776f57d5f6-s7zfc\n"
@@ -47,31 +49,6 @@ def deployment_controller_standin_marks_available(apps, name: str, namespace: st
     }})
 
 
-def operator_standin_deploys_istiod(apps, revision: str) -> None:
-    """STAND-IN for the Sail operator's Helm install of istiod (lab.operator_standin only sets
-    the Istio status): the Deployment, under the name Sail gives the active revision."""
-    labels = {"app": "istiod", "istio.io/rev": revision}
-    apps.create_namespaced_deployment(ISTIO_NAMESPACE, {
-        "metadata": {"name": v.istiod_deployment_name(revision), "labels": labels},
-        "spec": {"selector": {"matchLabels": labels}, "template": {
-            "metadata": {"labels": labels},
-            "spec": {"containers": [{"name": "discovery", "image": "istio/pilot"}]}}},
-    })
-
-
-def kubelet_standin_runs_pods(core, apps, namespace: str) -> None:
-    """STAND-IN for the ReplicaSet controller, scheduler and kubelet: one Pod per Deployment,
-    from its template, reported Ready through the status subresource. It never runs."""
-    for deployment in apps.list_namespaced_deployment(namespace).items:
-        template = deployment.spec.template
-        pod = core.create_namespaced_pod(namespace, kubernetes.client.V1Pod(
-            metadata=kubernetes.client.V1ObjectMeta(
-                generate_name=f"{deployment.metadata.name}-", labels=template.metadata.labels),
-            spec=template.spec,
-        ))
-        set_pod_ready(core, pod.metadata.name, namespace, True)
-
-
 def set_pod_ready(core, name: str, namespace: str, ready: bool) -> None:
     status = "True" if ready else "False"
     core.patch_namespaced_pod_status(name, namespace, {"status": {"phase": "Running", "conditions": [
@@ -85,10 +62,10 @@ def mesh(tmp_path_factory):
     try:
         for name in CLUSTERS:
             apps = kubernetes.client.AppsV1Api(deployed.client(name))
-            operator_standin_deploys_istiod(apps, "default")
-            for deployment_name in (v.istiod_deployment_name("default"), GATEWAY_NAME):
-                deployment_controller_standin_marks_available(apps, deployment_name, ISTIO_NAMESPACE)
-            kubelet_standin_runs_pods(deployed.core(name), apps, samples.NAMESPACE)
+            deployment_controller_standin_marks_available(apps, GATEWAY_NAME, ISTIO_NAMESPACE)
+            version = f"v{CLUSTERS.index(name) + 1}"
+            for number, manifest in enumerate(m for m in samples.sample_manifests(version) if m["kind"] == "Deployment"):
+                run_pod(deployed.client(name), manifest, f"10.244.{CLUSTERS.index(name) + 1}.{number + 10}")
         yield deployed
     finally:
         deployment.close()  # destroy, then stop the lab
@@ -154,6 +131,8 @@ def test_a_healthy_mesh_passes_every_check_on_every_cluster(mesh):
             (v.REMOTE_SECRETS, name, f"istio-remote-secret-cluster{other}"),
             (v.SAMPLE_PODS, name, f"Deployment helloworld-{version}"),
             (v.SAMPLE_PODS, name, "Deployment sleep"),
+            (v.ISTIOD_PEERS, name, f"peer {CLUSTERS[other - 1]}"),
+            (v.REMOTE_ENDPOINTS, name, f"helloworld of {CLUSTERS[other - 1]}"),
             (v.TRAFFIC, name, "sleep -> helloworld"),
         } <= seen
     details = {(r.check, r.cluster, r.item): r.detail for r in report.results}
@@ -161,6 +140,11 @@ def test_a_healthy_mesh_passes_every_check_on_every_cluster(mesh):
     assert address.startswith("address 127.0.0."), address
     assert details[(v.REMOTE_SECRETS, "east", "istio-remote-secret-cluster2")] == (
         "opens west (network2) and may list services"
+    )
+    assert details[(v.ISTIOD_PEERS, "east", "peer west")].startswith("west (cluster2) synced, from secret ")
+    west_gateway = mesh.outputs["clusters"]["west"]["gatewayAddress"]
+    assert details[(v.REMOTE_ENDPOINTS, "east", "helloworld of west")] == (
+        f"1 helloworld endpoint(s) of west, reached through {west_gateway}:15443"
     )
     # One root on both clusters, and it is the stack's.
     root = x509.load_pem_x509_certificate(mesh.outputs["rootCertificate"].encode())
@@ -182,7 +166,7 @@ def test_the_command_runs_the_real_exec_and_reports_why_it_failed(mesh, tmp_path
     assert {(r["check"], r["cluster"]) for r in failing} == {(v.TRAFFIC, "east"), (v.TRAFFIC, "west")}
     assert all(
         r["detail"].startswith("exec into sample/sleep failed: API error 0: pod sleep-")
-        and r["detail"].endswith("does not have a host assigned")
+        and r["detail"].endswith(f"does not have a host assigned; {v.NO_NODE}")
         for r in failing
     ), failing
     assert "mesh verify: checking remote secrets" in done.stderr
@@ -198,7 +182,7 @@ def test_the_command_runs_the_real_exec_and_reports_why_it_failed(mesh, tmp_path
     print(done.stdout)
     assert "\nremote secrets\n  CLUSTER  ITEM                          RESULT  DETAIL\n" in done.stdout
     assert "  east     istio-remote-secret-cluster2  ok      opens west (network2) and may list services\n" in done.stdout
-    assert done.stdout.rstrip().endswith("the mesh is NOT working: 20 passed, 2 failed, 0 skipped")
+    assert done.stdout.rstrip().endswith("the mesh is NOT working: 24 passed, 2 failed, 0 skipped")
 
 
 # --- broken meshes ------------------------------------------------------------------------
@@ -334,7 +318,7 @@ def test_a_sample_pod_that_is_not_ready_fails_its_deployment(mesh):
         set_pod_ready(core, pod.metadata.name, samples.NAMESPACE, True)
     assert failures(report) == {
         (v.SAMPLE_PODS, "west", "Deployment sleep"):
-            f"no Ready pod (pods: {pod.metadata.name} Running); look at `kubectl -n sample describe pod`",
+            f"no Ready pod (pods: {pod.metadata.name} Running); {v.NO_NODE}",
     }
 
 
