@@ -36,24 +36,20 @@ and log are in `<pod dir>/pod.json` and `istiod.log`, and `lab status` shows the
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
-import signal
 import socket
-import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import yaml
 
-from . import pod, procs
+from . import pod, procs, standin
 from .pod_state import pod_dirs, read_state, write_state
 from .controlplane import ControlPlane
 from .toolchain import istio_binaries
@@ -283,24 +279,19 @@ def _probe(url: Optional[str]) -> bool:
         return False
 
 
-class KubeletStandIn:
+class KubeletStandIn(standin.Loop):
     def __init__(self, lab_dir: Path, planes: list[ControlPlane], binary: str):
-        self.lab_dir, self.planes, self.binary = lab_dir, planes, binary
+        super().__init__()
+        self.lab_dir, self.binary = lab_dir, binary
+        self.planes = {p.name: p for p in planes}
         self.pods: dict[tuple[str, str, str], IstiodPod] = {}
-        self._errors: dict[str, str] = {}
         self._taken = {read_state(d).get("ip") for d in pod_dirs(lab_dir)} - {None}
 
-    def reconcile(self) -> None:
-        for plane in self.planes:
-            try:
-                self._reconcile_cluster(plane)
-                self._errors.pop(plane.name, None)
-            except Exception as e:  # a stopped cluster is expected; log each change once
-                if self._errors.get(plane.name) != str(e):
-                    print(f"{plane.name}: {type(e).__name__}: {str(e).strip()}", file=sys.stderr, flush=True)
-                    self._errors[plane.name] = str(e)
+    def cluster_names(self) -> list[str]:
+        return list(self.planes)
 
-    def _reconcile_cluster(self, plane: ControlPlane) -> None:
+    def reconcile_cluster(self, name: str) -> None:
+        plane = self.planes[name]
         client = plane.client()
         deployments = client.get(f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments?labelSelector={SELECTOR}")["items"]
         seen = set()
@@ -317,37 +308,15 @@ class KubeletStandIn:
         for key in [k for k in self.pods if k[0] == plane.name and k not in seen]:
             self.pods.pop(key).stop()  # its Deployment is gone: so is its pod
 
-    def stop_all(self) -> None:
+    def stopped(self) -> None:
         for p in self.pods.values():
             p.stop()
             p.save()
 
-    def run(self, stop: threading.Event, interval: float = 1.0) -> None:
-        try:
-            while not stop.is_set():
-                self.reconcile()
-                stop.wait(interval)
-        finally:
-            self.stop_all()
-
 
 def from_lab_dir(dir: Path) -> KubeletStandIn:
-    state = json.loads((dir / "lab.json").read_text())
-    planes = [ControlPlane.from_json(c) for c in state["clusters"]]
-    return KubeletStandIn(dir, planes, istio_binaries()["pilot-discovery"])
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lab.kubelet_standin", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dir", type=Path, required=True, help="the lab's state dir")
-    parser.add_argument("--interval", type=float, default=1.0)
-    args = parser.parse_args(argv)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print("kubelet stand-in running", flush=True)
-    from_lab_dir(args.dir.resolve()).run(stop, args.interval)
+    return KubeletStandIn(dir, standin.lab_planes(dir), istio_binaries()["pilot-discovery"])
 
 
 if __name__ == "__main__":
-    main()
+    standin.main("lab.kubelet_standin", __doc__, from_lab_dir)

@@ -25,16 +25,10 @@ Run by `lab up` as `python -m lab.operator_standin --dir DIR`.
 
 from __future__ import annotations
 
-import argparse
-import json
-import signal
-import sys
-import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import istio_chart
-from .controlplane import ControlPlane
+from . import istio_chart, standin
 from .kubeapi import ApiError, KubeClient
 from .toolchain import istio_binaries
 
@@ -103,8 +97,9 @@ def istiod_not_ready(client: KubeClient, istio: dict) -> str | None:
     return None
 
 
-class StandIn:
+class StandIn(standin.Loop):
     def __init__(self, clients: dict[str, KubeClient], istioctl: str | None = None):
+        super().__init__()
         self.clients = clients
         self.istioctl = istioctl
         # (cluster, Istio name) -> (spec hash, paths of what was applied for it)
@@ -112,17 +107,12 @@ class StandIn:
         # Remembered across rounds so that a cluster that is briefly unreachable
         # does not free its addresses for reuse elsewhere.
         self._used_ips: set[str] = set()
-        self._errors: dict[str, str] = {}
 
-    def reconcile(self) -> None:
-        for name, client in self.clients.items():
-            try:
-                self._reconcile_cluster(name, client)
-                self._errors.pop(name, None)
-            except Exception as e:  # a stopped cluster is expected; log each change once
-                if self._errors.get(name) != str(e):
-                    print(f"{name}: {str(e).strip()}", file=sys.stderr, flush=True)
-                    self._errors[name] = str(e)
+    def cluster_names(self) -> list[str]:
+        return list(self.clients)
+
+    def reconcile_cluster(self, name: str) -> None:
+        self._reconcile_cluster(name, self.clients[name])
 
     def _install(self, cluster: str, client: KubeClient, istios: list[dict]) -> None:
         """Apply istiod's rendered objects for each `Istio`; delete those of `Istio`s now gone."""
@@ -181,11 +171,6 @@ class StandIn:
                 return ip
         raise RuntimeError("no free 127.0.0.<n> address left")
 
-    def run(self, stop: threading.Event, interval: float = 1.0) -> None:
-        while not stop.is_set():
-            self.reconcile()
-            stop.wait(interval)
-
 
 def _delete(client: KubeClient, path: str) -> None:
     try:
@@ -196,22 +181,8 @@ def _delete(client: KubeClient, path: str) -> None:
 
 
 def from_lab_dir(dir: Path) -> StandIn:
-    state = json.loads((dir / "lab.json").read_text())
-    planes = [ControlPlane.from_json(c) for c in state["clusters"]]
-    return StandIn({p.name: p.client() for p in planes}, istio_binaries()["istioctl"])
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lab.operator_standin", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dir", type=Path, required=True, help="the lab's state dir")
-    parser.add_argument("--interval", type=float, default=1.0)
-    args = parser.parse_args(argv)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print("operator stand-in running", flush=True)
-    from_lab_dir(args.dir.resolve()).run(stop, args.interval)
+    return StandIn({p.name: p.client() for p in standin.lab_planes(dir)}, istio_binaries()["istioctl"])
 
 
 if __name__ == "__main__":
-    main()
+    standin.main("lab.operator_standin", __doc__, from_lab_dir)

@@ -15,7 +15,7 @@ import http.client
 import ipaddress
 import json
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import kubernetes
 from kubernetes.stream import portforward

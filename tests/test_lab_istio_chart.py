@@ -3,7 +3,6 @@ with comes from the `Istio` resource the program writes, through Istio's own cha
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

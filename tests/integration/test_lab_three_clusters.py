@@ -37,7 +37,10 @@ def test_every_istiod_has_both_peers_synced(mesh):
     names = {c["name"]: c["clusterName"] for c in mesh.config["clusters"]}
     for holder in CLUSTERS:
         expected = {names[peer] for peer in CLUSTERS if peer != holder}
-        peers = wait_for(f"{holder}'s istiod to sync {sorted(expected)}",
-                         lambda: (p := synced_peers(mesh, holder)) if all(p.get(c) == "synced" for c in expected) else None)
+        def all_synced() -> dict | None:
+            peers = synced_peers(mesh, holder)
+            return peers if all(peers.get(c) == "synced" for c in expected) else None
+
+        peers = wait_for(f"{holder}'s istiod to sync {sorted(expected)}", all_synced)
         # Its own cluster and the two peers, nothing else.
         assert set(peers) == expected | {names[holder]}, peers
