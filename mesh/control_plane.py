@@ -41,6 +41,20 @@ def cacerts_manifest() -> dict[str, Any]:
     }
 
 
+# istiod's environment, which renewal and root rotation depend on:
+PILOT_ENV = {
+    # istiod re-reads `cacerts` when it changes, so a renewed intermediate takes effect without a
+    # restart (the default since Istio 1.18; explicit here because renewal depends on it).
+    "AUTO_RELOAD_PLUGIN_CERTS": "true",
+    # Without it istiod refuses any change of `root-cert.pem` ("Multi root is disabled, updating
+    # new ROOT-CA not supported", pilot/pkg/bootstrap/istio_ca.go) and keeps the old bundle until
+    # restarted, so a root rotation's trust and retire steps never reach it. With it, istiod takes
+    # a bundle that adds roots to the current one or drops some (exactly those two steps) and
+    # pushes it to workloads. Found by the lab's real istiod (tests/integration/test_lab_root_rotation.py).
+    "ISTIO_MULTIROOT_MESH": "true",
+}
+
+
 def _ready_annotations() -> dict[str, str]:
     return {kube.WAIT_FOR: "condition=Ready"}
 
@@ -60,10 +74,7 @@ def istio_manifest(mesh: MeshConfig, cluster: ClusterConfig) -> dict[str, Any]:
                     "multiCluster": {"clusterName": cluster.cluster_name},
                     "network": cluster.network,
                 },
-                # istiod re-reads `cacerts` when it changes, so a renewed intermediate takes
-                # effect without a restart (the default since Istio 1.18; explicit here because
-                # renewal depends on it).
-                "pilot": {"env": {"AUTO_RELOAD_PLUGIN_CERTS": "true"}},
+                "pilot": {"env": PILOT_ENV},
             },
         },
     }

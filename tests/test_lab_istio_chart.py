@@ -35,7 +35,7 @@ def test_istiod_runs_with_the_clusters_identity_from_the_istio_resource(rendered
     container = pod.container(deployment["spec"]["template"])
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["CLUSTER_ID"] == "cluster1"
-    assert env["AUTO_RELOAD_PLUGIN_CERTS"] == "true"
+    assert env["AUTO_RELOAD_PLUGIN_CERTS"] == "true" and env["ISTIO_MULTIROOT_MESH"] == "true"
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert volumes["cacerts"]["secret"] == {"secretName": "cacerts", "optional": True}
     mesh_config = next(c for c in by_kind(rendered, "ConfigMap") if c["metadata"]["name"] == "istio")
