@@ -6,6 +6,8 @@ Tests run in the order written and share one `up`.
 
 from __future__ import annotations
 
+import re
+
 import kubernetes
 import pytest
 
@@ -17,6 +19,7 @@ from .conftest import (
     cacerts,
     changes,
     deploy,
+    istiod_log,
     istiod_state,
     openssl,
     refused_up,
@@ -83,13 +86,21 @@ def opens(kubeconfig: str, source: dict) -> None:
 def test_token_rotation_switches_every_remote_secret_then_revokes_the_old_token(mesh, west_endpoint):
     before = remote_kubeconfigs(mesh)
     old_secrets = {name: mesh.outputs["clusters"][name]["readerTokenSecret"] for name in CLUSTERS}
+    seen = {name: len(istiod_log(mesh, name)) for name in CLUSTERS}
     with EndpointWatch(mesh, "east", "cluster2") as watch:
         update(mesh, readerTokenRotation="2")
-        # istiod reads the new remote secret while the old token is already revoked: it must
-        # have switched to the new one, and kept serving west's endpoint all along.
-        wait_for("east's istiod to read west with the new token",
-                 lambda: "synced" == synced_peers(mesh, "east").get("cluster2"), timeout=60)
+        # Each istiod read its changed remote secret and swapped the peer's client for one with
+        # the new token (the old one is revoked by now), keeping west's endpoint all along.
+        for name in CLUSTERS:
+            peer = "cluster2" if name == "east" else "cluster1"
+            wait_for(f"{name}'s istiod to update {peer} from its changed remote secret",
+                     lambda: re.search(rf"Update cluster\s.*cluster={peer}\b", istiod_log(mesh, name)[seen[name]:]),
+                     timeout=60)
     assert_istiods_kept_up(mesh, west_endpoint, watch)
+    for name in CLUSTERS:
+        refused = [line for line in istiod_log(mesh, name)[seen[name]:].splitlines()
+                   if re.search(r"\b401\b|Unauthorized", line)]
+        assert not refused, "\n".join(refused[:5])
     after = remote_kubeconfigs(mesh)
     for (holder, source_name), kubeconfig in after.items():
         source = mesh.cluster_config(source_name)
