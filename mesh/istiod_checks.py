@@ -88,6 +88,7 @@ def endpoint_result(
     peer_gateway_address: Optional[str],
     peer_has_endpoints: bool,
     peer_has_nodes: bool,
+    clusterz: Any = None,
 ) -> tuple[str, str]:
     """(status, detail): does `holder`'s istiod send sidecars to `peer`'s helloworld through
     `peer`'s east-west gateway?"""
@@ -103,8 +104,11 @@ def endpoint_result(
         shown = ", ".join(f"{a}:{p}" for a, p in gateways)
         problems.append(f"istiod's gateway for {peer.network} is {shown}, not {peer_gateway_address}:{CROSS_NETWORK_PORT}")
     endpoints = shard_endpoints(shardz, HELLOWORLD_HOST, samples.NAMESPACE).get(peer.cluster_name, [])
+    synced = _field(remote_clusters(clusterz).get(peer.cluster_name) or {}, "SyncStatus") == "synced"
     if not endpoints:
-        if not peer_has_endpoints:
+        if clusterz is not None and not synced:
+            problems.append(f"istiod does not read {peer.name} (see istiod peers), so it has none of its endpoints")
+        elif not peer_has_endpoints:
             why = (f"no pod runs there: {NO_NODE}" if not peer_has_nodes
                    else "it has no ready helloworld pod")
             problems.append(f"{peer.name} itself has no helloworld endpoint ({why})")

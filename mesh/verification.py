@@ -35,7 +35,7 @@ from . import gateway, istiod_access, istiod_checks, samples
 from .certificate_authority import CACERTS_KEYS
 from .config import ClusterConfig, MeshConfig
 from .control_plane import ISTIO_NAMESPACE, NETWORK_LABEL, cacerts_manifest, istio_cni_manifest, istio_manifest
-from .reader import READER
+from .reader import READER, reader_rules
 from .remote_secret import CLUSTER_ANNOTATION, MULTICLUSTER_LABEL, remote_secret_name, remote_secret_pairs
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
@@ -403,6 +403,16 @@ def read_cacerts(core) -> Optional[dict[str, bytes]]:
 # --- remote secrets -----------------------------------------------------------------------
 
 
+def annotation_note(secret, source: ClusterConfig) -> Optional[str]:
+    """istioctl writes the cluster's name into an annotation too; istiod never reads it (it goes by
+    the data key, pkg/kube/multicluster), so a different one is worth saying, not a failure."""
+    named = (secret.metadata.annotations or {}).get(CLUSTER_ANNOTATION)
+    if named == source.cluster_name:
+        return None
+    return (f"its annotation {CLUSTER_ANNOTATION} says {named or 'nothing'}, not {source.cluster_name}: istiod "
+            "ignores it, but istioctl-made secrets carry the data key's name there")
+
+
 def remote_secret_problems(secret, source: ClusterConfig) -> tuple[list[str], Optional[dict]]:
     """What is wrong with the secret that opens `source`, and its kubeconfig when readable."""
     expected = source.cluster_name
@@ -410,12 +420,6 @@ def remote_secret_problems(secret, source: ClusterConfig) -> tuple[list[str], Op
     labels = secret.metadata.labels or {}
     if labels.get(MULTICLUSTER_LABEL) != "true":
         problems.append(f'label {MULTICLUSTER_LABEL} is not "true": istiod ignores this secret')
-    named = (secret.metadata.annotations or {}).get(CLUSTER_ANNOTATION)
-    if named != expected:
-        problems.append(
-            f"remote secret for {expected} names {named or 'no cluster'} (annotation {CLUSTER_ANNOTATION}); "
-            f"istiod registers it under that name, not as {source.name}'s clusterName {expected}"
-        )
     data = secret.data or {}
     if expected not in data:
         keys = ", ".join(sorted(data)) or "none"
@@ -433,7 +437,8 @@ def remote_secret_problems(secret, source: ClusterConfig) -> tuple[list[str], Op
 
 
 def remote_access_problems(api: kubernetes.client.ApiClient, source: ClusterConfig) -> list[str]:
-    """The kubeconfig's identity works on `source` (and nowhere else) and may read services."""
+    """The kubeconfig's identity works on `source` (and nowhere else) and has every right of
+    Istio's reader role."""
     core = kubernetes.client.CoreV1Api(api)
     fix = f"look at {READER} and its token secret on {source.name}, then run `pulumi up`"
     try:
@@ -451,10 +456,30 @@ def remote_access_problems(api: kubernetes.client.ApiClient, source: ClusterConf
             "the server URL or token belongs to another cluster"
         ]
     try:
-        core.list_service_for_all_namespaces(limit=1)
+        missing = missing_reader_rights(kubernetes.client.AuthorizationV1Api(api))
     except ApiException as error:
-        return [f"it may not list services on {source.name} ({api_error(error)}): {fix}"]
+        return [f"asking {source.name} what it may read failed ({api_error(error)}): {fix}"]
+    if missing:
+        return [f"it may not {', '.join(missing)} on {source.name}, which istiod reads from a peer: {fix}"]
     return []
+
+
+def missing_reader_rights(authorization) -> list[str]:
+    """Which rights of Istio's reader role the client's identity lacks (`list pods`, `watch
+    endpointslices.discovery.k8s.io`), asked with SelfSubjectAccessReviews: a role missing one
+    rule lets istiod connect but never sync (a role without endpointslices is a known case)."""
+    missing = []
+    for rule in reader_rules():
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                if resource == "*":
+                    continue
+                for verb in ("list", "watch") if "list" in rule["verbs"] else rule["verbs"]:
+                    review = authorization.create_self_subject_access_review({"spec": {"resourceAttributes": {
+                        "group": group, "resource": resource, "verb": verb}}})
+                    if not review.status.allowed:
+                        missing.append(f"{verb} {resource}{'.' + group if group else ''}")
+    return missing
 
 
 def check_remote_secret(
@@ -484,7 +509,10 @@ def check_remote_secret(
         else:
             with api:
                 problems.extend(remote_access_problems(api, source))
-    good = f"opens {source.name} ({source.network}) and may list services"
+    good = f"opens {source.name} ({source.network}) and may read what istiod reads"
+    note = annotation_note(secret, source)
+    if note:
+        good = f"{good}; {note}"
     return _result(REMOTE_SECRETS, holder.name, name, problems, good)
 
 
@@ -563,6 +591,7 @@ def check_remote_endpoints(
         istiods = _istiods(api, custom, mesh, holder)
         networkz = _ask_each(api, istiods, "/debug/networkz", timeout)
         shardz = _ask_each(api, istiods, "/debug/endpointShardz", timeout)
+        clusterz = _ask_each(api, istiods, "/debug/clusterz", timeout)
     except istiod_access.Unreachable as error:
         return [Result(REMOTE_ENDPOINTS, holder.name, "istiod", FAIL, str(error))]
     results = []
@@ -571,8 +600,8 @@ def check_remote_endpoints(
         facts = (None, False, True) if peer_api is None else (
             _gateway_address(peer_api), _ready_helloworld_endpoints(peer_api) > 0, peer.name not in nodeless)
         verdicts = [
-            (who, *istiod_checks.endpoint_result(holder, peer, networks, shards, *facts))
-            for (who, networks), (_, shards) in zip(networkz, shardz)
+            (who, *istiod_checks.endpoint_result(holder, peer, networks, shards, *facts, clusters))
+            for (who, networks), (_, shards), (_, clusters) in zip(networkz, shardz, clusterz)
         ]
         failed = [(who, detail) for who, status, detail in verdicts if status == FAIL]
         item = f"helloworld of {peer.name}"

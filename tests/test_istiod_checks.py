@@ -82,3 +82,12 @@ def test_synced_but_no_endpoints_is_told_apart_from_a_peer_with_no_pods(mesh):
     assert detail == f"west itself has no helloworld endpoint (no pod runs there: {ic.NO_NODE})"
     status, detail = ic.endpoint_result(east, west, NETWORKZ, {}, WEST_GATEWAY, False, True)
     assert detail == "west itself has no helloworld endpoint (it has no ready helloworld pod)"
+
+
+def test_no_endpoints_from_a_peer_istiod_does_not_read_points_at_the_peers_check(mesh):
+    east, west = mesh.clusters
+    without_west = [c for c in CLUSTERZ if c["id"] != "cluster2"]
+    status, detail = ic.endpoint_result(east, west, NETWORKZ, {}, WEST_GATEWAY, True, True, without_west)
+    assert (status, detail) == ("fail", "istiod does not read west (see istiod peers), so it has none of its endpoints")
+    status, detail = ic.endpoint_result(east, west, NETWORKZ, shards("cluster1"), WEST_GATEWAY, True, True, CLUSTERZ)
+    assert detail.startswith("synced but no endpoints")

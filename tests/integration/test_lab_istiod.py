@@ -151,6 +151,9 @@ def test_a_reader_role_without_endpointslices_leaves_the_peer_unsynced_and_verif
         report = run_verify(mesh, timeout=5)
         east = next(r for r in report.results if r.check == v.ISTIOD_PEERS and r.cluster == "east")
         assert east.failed and "cluster2" in east.detail, east
+        # ...and names the missing right, found by opening the remote secret as istiod does.
+        assert "may not list endpointslices.discovery.k8s.io, watch endpointslices.discovery.k8s.io on west" \
+            in east.detail, east
     finally:
         role.rules = original
         role.metadata.resource_version = None
