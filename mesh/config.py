@@ -42,8 +42,9 @@ class ConfigError(pulumi.RunError):
 class ClusterConfig:
     name: str
     """Stable identifier of the cluster in this program: resource names, provider identity."""
-    kubeconfig: str
-    """Path of a kubeconfig file, or the kubeconfig document itself (then kept secret)."""
+    kubeconfig: str = field(repr=False)
+    """Path of a kubeconfig file, or the kubeconfig document itself (then kept secret; never in a
+    repr or a message)."""
     kubeconfig_is_content: bool
     context: str
     cluster_name: str
@@ -94,8 +95,30 @@ class MeshConfig:
 # --- small checkers: each returns the checked value or raises ConfigError -----------------
 
 
-def _fail(key: str, value: Any, accepted: str) -> ConfigError:
-    return ConfigError(f"config {key}: {value!r} is not accepted; expected {accepted}")
+# A value longer than this, or on more than one line, is described rather than quoted.
+_QUOTED_MAX = 120
+
+
+def shown(value: Any, secret: bool = False) -> str:
+    """How a value appears in a message. Secret values (a kubeconfig: it carries tokens and keys)
+    and anything that could hold one (a mapping, a list, a long or multi-line string) are
+    described by their shape, never quoted."""
+    if isinstance(value, Mapping):
+        keys = "" if secret else ": " + ", ".join(map(str, list(value)[:8])) + (", ..." if len(value) > 8 else "")
+        return f"a mapping of {len(value)} key(s){keys}"
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)} item(s)"
+    if isinstance(value, str) and (secret or "\n" in value or len(value) > _QUOTED_MAX):
+        lines = value.count("\n") + 1
+        return f"a string of {len(value)} characters" + (f" on {lines} lines" if lines > 1 else "") + (
+            " (not shown: it may hold credentials)" if secret else "")
+    if secret:
+        return f"a {type(value).__name__} (not shown)"
+    return repr(value)
+
+
+def _fail(key: str, value: Any, accepted: str, secret: bool = False) -> ConfigError:
+    return ConfigError(f"config {key}: {shown(value, secret)} is not accepted; expected {accepted}")
 
 
 def _require(raw: Mapping[str, Any], key: str, path: str) -> Any:
@@ -261,8 +284,11 @@ def _kubeconfig(raw: Mapping[str, Any], path: str, context: str) -> tuple[str, b
     connection error from the provider, far from its cause.
     """
     value = raw.get("kubeconfig") or os.environ.get("KUBECONFIG") or "~/.kube/config"
-    value = _string(value, f"{path}.kubeconfig")
-    is_content = "\n" in value
+    if not isinstance(value, str):
+        raise _fail(f"{path}.kubeconfig", value, "the path of a kubeconfig file, or the kubeconfig document as "
+                    "one string (a YAML block `|`), not as YAML structure", secret=True)
+    # A document spans lines; a one-line JSON kubeconfig starts with "{". Either is content.
+    is_content = "\n" in value or value.lstrip().startswith("{")
     if is_content:
         text = value
     else:
@@ -276,7 +302,7 @@ def _kubeconfig(raw: Mapping[str, Any], path: str, context: str) -> tuple[str, b
         contexts = {c.get("name"): c.get("context") or {} for c in document.get("contexts") or []}
         servers = {c.get("name"): (c.get("cluster") or {}).get("server", "") for c in document.get("clusters") or []}
     except (yaml.YAMLError, AttributeError):
-        raise _fail(f"{path}.kubeconfig", value if not is_content else "<inline>", "a kubeconfig YAML document") from None
+        raise _fail(f"{path}.kubeconfig", value, "a kubeconfig YAML document", secret=is_content) from None
     if context not in contexts:
         raise _fail(f"{path}.context", context, "a context of the kubeconfig: " + (", ".join(map(str, contexts)) or "(it has none)"))
     return value, is_content, servers.get(contexts[context].get("cluster"), "")

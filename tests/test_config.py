@@ -133,3 +133,52 @@ def test_stack_config_values_arrive_as_json_text(east_west):
         pulumi.runtime.set_all_config({})
     assert cfg.sample_apps is True
     assert cfg.clusters[1].egress_cidrs == ("198.51.100.0/24",)
+
+
+# --- secrets never in a message --------------------------------------------------------------
+
+TOKEN = "eyJhbGciOiJSUzI1NiJ9.SECRET-TOKEN-VALUE"
+INLINE = {
+    "apiVersion": "v1", "kind": "Config", "current-context": "east",
+    "clusters": [{"name": "east", "cluster": {"server": "https://api.east.example.com:6443"}}],
+    "users": [{"name": "east", "user": {"token": TOKEN}}],
+    "contexts": [{"name": "east", "context": {"cluster": "east", "user": "east"}}],
+}
+
+
+def _yaml(document) -> str:
+    import yaml
+    return yaml.safe_dump(document)
+
+
+WRONG_SHAPES = [
+    # (what the user wrote, where, what the message must still say)
+    ("clusters.0.kubeconfig", INLINE, ["mesh:clusters[0].kubeconfig", "a mapping of 6 key(s)", "YAML block"]),
+    ("clusters.0.kubeconfig", [INLINE], ["mesh:clusters[0].kubeconfig", "a list of 1 item(s)"]),
+    ("clusters.0.kubeconfig", 12345, ["mesh:clusters[0].kubeconfig", "int (not shown)"]),
+    ("clusters.0.kubeconfig", _yaml(INLINE) + "  bad: [\n", ["mesh:clusters[0].kubeconfig", "not shown", "kubeconfig YAML"]),
+    ("clusters.0.kubeconfig", "- " + json.dumps(INLINE) + "\n", ["mesh:clusters[0].kubeconfig", "kubeconfig YAML"]),
+    ("clusters.0.kubeconfig", json.dumps(dict(INLINE, contexts=[])), ["mesh:clusters[0].context", "(it has none)"]),
+    ("clusters.0.context", "nope", ["mesh:clusters[0].context", "'nope'", "east"]),
+    ("clusters", {"east": {"kubeconfig": _yaml(INLINE)}}, ["mesh:clusters", "a mapping of 1 key(s): east"]),
+    ("clusters.0", "kubeconfig: " + json.dumps(_yaml(INLINE)), ["mesh:clusters[0]", "a string of"]),
+]
+
+
+@pytest.mark.parametrize("path,value,fragments", WRONG_SHAPES)
+def test_an_inline_kubeconfig_in_a_wrong_shape_is_never_echoed(east_west, path, value, fragments):
+    raw = mutate(east_west, "clusters.0.kubeconfig", _yaml(INLINE))
+    raw = mutate(raw, path, value)
+    with pytest.raises(config.ConfigError) as error:
+        config.parse(raw)
+    message = str(error.value)
+    assert TOKEN not in message and "SECRET-TOKEN" not in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_a_one_line_json_kubeconfig_is_content_and_kept_out_of_reprs(east_west):
+    raw = mutate(east_west, "clusters.0.kubeconfig", json.dumps(INLINE))
+    cluster = config.parse(raw).clusters[0]
+    assert cluster.kubeconfig_is_content and cluster.admin_server == "https://api.east.example.com:6443"
+    assert TOKEN not in repr(cluster) and "SECRET-TOKEN" not in repr(config.parse(raw))
