@@ -11,7 +11,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 from urllib.parse import urlparse
 
 import pulumi
@@ -465,6 +465,20 @@ def raw_stack_config() -> dict[str, Any]:
     }
 
 
+def refuse_misplaced(keys: Iterable[str], project: str) -> None:
+    """`pulumi config set meshId mesh1` stores `<project>:meshId`, not `mesh:meshId`: say so,
+    rather than that `mesh:meshId` is missing."""
+    misplaced = sorted(k for k in keys if k.split(":", 1)[0] == project and k.split(":", 1)[-1] in _MESH_KEYS)
+    if misplaced:
+        key = misplaced[0].split(":", 1)[1]
+        raise ConfigError(
+            f"config {', '.join(misplaced)}: set under the project's namespace, which this program does not read; "
+            f"expected {NAMESPACE}:{key} (`pulumi config set {NAMESPACE}:{key} ...`; without a namespace, "
+            f"`pulumi config set` uses the project's name, {project})"
+        )
+
+
 def load() -> MeshConfig:
     """The running stack's configuration, checked."""
+    refuse_misplaced(pulumi.runtime.config.CONFIG.get(), pulumi.get_project())
     return parse(raw_stack_config())

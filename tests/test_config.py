@@ -182,3 +182,15 @@ def test_a_one_line_json_kubeconfig_is_content_and_kept_out_of_reprs(east_west):
     cluster = config.parse(raw).clusters[0]
     assert cluster.kubeconfig_is_content and cluster.admin_server == "https://api.east.example.com:6443"
     assert TOKEN not in repr(cluster) and "SECRET-TOKEN" not in repr(config.parse(raw))
+
+
+def test_a_key_set_under_the_project_namespace_is_named_with_the_fix():
+    keys = {"istio-mesh:meshId": "mesh1", "mesh:istioVersion": "v1.30.3", "aws:region": "x"}
+    with pytest.raises(config.ConfigError) as error:
+        config.refuse_misplaced(keys, "istio-mesh")
+    assert str(error.value) == (
+        "config istio-mesh:meshId: set under the project's namespace, which this program does not read; "
+        "expected mesh:meshId (`pulumi config set mesh:meshId ...`; without a namespace, `pulumi config set` "
+        "uses the project's name, istio-mesh)"
+    )
+    config.refuse_misplaced({"mesh:meshId": "mesh1", "istio-mesh:other": "x"}, "istio-mesh")
