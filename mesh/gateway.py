@@ -237,21 +237,34 @@ def source_ranges(mesh: MeshConfig, cluster: ClusterConfig) -> tuple[str, ...]:
     `mesh:gatewayAllowOpenToInternet` says so by name.
     """
     ranges: list[str] = []
-    for peer in mesh.clusters:
+    # Where each range was written, to name that exact key if it opens the gateway.
+    written: dict[str, str] = {}
+    for index, peer in enumerate(mesh.clusters):
         if peer.name != cluster.name:
+            for position, cidr in enumerate(peer.egress_cidrs):
+                written.setdefault(cidr, f"mesh:clusters[{index}].egressCidrs[{position}] (cluster {peer.name!r})")
             ranges.extend(peer.egress_cidrs)
+    for position, cidr in enumerate(mesh.gateway_extra_source_ranges):
+        written.setdefault(cidr, f"mesh:gatewayExtraSourceRanges[{position}]")
     ranges.extend(mesh.gateway_extra_source_ranges)
     ranges = list(dict.fromkeys(ranges))  # keep order, drop repeats
     open_ranges = [r for r in ranges if r in OPEN_TO_INTERNET]
     if ranges and not open_ranges:
         return tuple(ranges)
     if not mesh.gateway_allow_open_to_internet:
-        reason = f"{open_ranges[0]} admits every address" if open_ranges else "no source ranges are configured"
+        accepted = (
+            "the ranges that traffic leaves from, or mesh:gatewayAllowOpenToInternet: true to accept an open gateway"
+        )
+        if open_ranges:
+            raise ConfigError(
+                f"config {written[open_ranges[0]]}: {open_ranges[0]!r} admits every address, so the east-west "
+                f"gateway of cluster {cluster.name!r}, which admits it, would be open to the whole internet; "
+                f"expected {accepted}"
+            )
+        peers = ", ".join(f"mesh:clusters[{i}].egressCidrs" for i, p in enumerate(mesh.clusters) if p.name != cluster.name)
         raise ConfigError(
-            f"config mesh:clusters[].egressCidrs: the east-west gateway of cluster {cluster.name!r} would be "
-            f"open to the whole internet ({reason}); set egressCidrs on its peers (or "
-            "mesh:gatewayExtraSourceRanges) to the ranges their traffic leaves from, or set "
-            "mesh:gatewayAllowOpenToInternet: true to accept an open gateway"
+            f"config {peers} and mesh:gatewayExtraSourceRanges: all empty, so the east-west gateway of cluster "
+            f"{cluster.name!r} would be open to the whole internet (no source ranges are configured); expected {accepted}"
         )
     return ()  # open by explicit choice: no loadBalancerSourceRanges at all
 

@@ -97,8 +97,19 @@ def test_a_gateway_open_to_the_internet_is_refused(east_west, open_range):
     cfg = config.parse(east_west)
     with pytest.raises(config.ConfigError) as error:
         gateway.source_ranges(cfg, cfg.clusters[0])
-    message = str(error.value)
-    assert "'east'" in message and open_range in message and "mesh:gatewayAllowOpenToInternet" in message
+    assert str(error.value) == (
+        f"config mesh:clusters[1].egressCidrs[0] (cluster 'west'): {open_range!r} admits every address, so the "
+        "east-west gateway of cluster 'east', which admits it, would be open to the whole internet; expected the "
+        "ranges that traffic leaves from, or mesh:gatewayAllowOpenToInternet: true to accept an open gateway"
+    )
+
+
+def test_an_open_extra_range_is_named_as_such(east_west):
+    east_west["gatewayExtraSourceRanges"] = ["100.64.0.0/10", "0.0.0.0/0"]
+    cfg = config.parse(east_west)
+    with pytest.raises(config.ConfigError) as error:
+        gateway.source_ranges(cfg, cfg.clusters[1])
+    assert str(error.value).startswith("config mesh:gatewayExtraSourceRanges[1]: '0.0.0.0/0' admits every address")
 
 
 def test_no_ranges_at_all_is_refused_unless_allowed_by_name(east_west):
