@@ -185,8 +185,14 @@ def _duration_seconds(value: Any, path: str) -> int:
 
 def _url(value: Any, path: str) -> str:
     parsed = urlparse(value) if isinstance(value, str) else None
+    if parsed is not None and (parsed.username or parsed.password):
+        # Credentials in a URL: refused, and the URL is not repeated.
+        raise _fail(path, value, "an https:// URL without user or password (the remote secret carries a token)",
+                    secret=True)
     if parsed is None or parsed.scheme != "https" or not parsed.hostname:
         raise _fail(path, value, "an https:// URL of the API server, e.g. https://api.east.example.com:6443")
+    if parsed.query or parsed.fragment:
+        raise _fail(path, value, "an https:// URL without a query or fragment (a path, as behind Rancher, is fine)")
     try:
         parsed.port  # noqa: B018 - raises on a malformed port
     except ValueError:
@@ -400,6 +406,23 @@ def _unique(clusters: tuple[ClusterConfig, ...], attribute: str, key: str) -> No
         seen[value] = index
 
 
+def _same_cluster_twice(clusters: tuple[ClusterConfig, ...]) -> None:
+    """Two entries whose kubeconfig contexts reach the same API server are one cluster entered
+    twice (a copied entry left unedited): every object would be made twice on it."""
+    seen: dict[str, int] = {}
+    for index, cluster in enumerate(clusters):
+        if not cluster.admin_server:
+            continue
+        if cluster.admin_server in seen:
+            first = seen[cluster.admin_server]
+            raise ConfigError(
+                f"config {NAMESPACE}:clusters[{index}].context: {cluster.context!r} reaches "
+                f"{cluster.admin_server}, as {NAMESPACE}:clusters[{first}].context {clusters[first].context!r} "
+                "does: one cluster entered twice; expected a context of another cluster"
+            )
+        seen[cluster.admin_server] = index
+
+
 def parse(raw: Mapping[str, Any]) -> MeshConfig:
     """Check a mapping of `mesh:` config keys (without the prefix) and return the config."""
     _only_known(raw, _MESH_KEYS, f"{NAMESPACE}:")
@@ -415,6 +438,8 @@ def parse(raw: Mapping[str, Any]) -> MeshConfig:
     _unique(clusters, "name", "name")
     _unique(clusters, "cluster_name", "clusterName")
     _unique(clusters, "network", "network")
+    _unique(clusters, "api_server_url", "apiServerUrl")
+    _same_cluster_twice(clusters)
 
     defaults = MeshConfig(mesh_id="", istio_version="", clusters=())
     mesh_id = _label(_require(raw, "meshId", f"{NAMESPACE}:meshId"), f"{NAMESPACE}:meshId")

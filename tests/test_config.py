@@ -194,3 +194,37 @@ def test_a_key_set_under_the_project_namespace_is_named_with_the_fix():
         "uses the project's name, istio-mesh)"
     )
     config.refuse_misplaced({"mesh:meshId": "mesh1", "istio-mesh:other": "x"}, "istio-mesh")
+
+
+def test_the_same_cluster_entered_twice_is_refused(east_west):
+    raw = mutate(east_west, "clusters.1.context", "east")
+    with pytest.raises(config.ConfigError) as error:
+        config.parse(raw)
+    assert str(error.value) == (
+        "config mesh:clusters[1].context: 'east' reaches https://east.invalid:6443, as mesh:clusters[0].context "
+        "'east' does: one cluster entered twice; expected a context of another cluster"
+    )
+    raw = mutate(east_west, "clusters.1.apiServerUrl", east_west["clusters"][0]["apiServerUrl"])
+    with pytest.raises(config.ConfigError, match=r"mesh:clusters\[1\].apiServerUrl: .* is already used by mesh:clusters\[0\]"):
+        config.parse(raw)
+
+
+@pytest.mark.parametrize("url,fragment", [
+    ("https://api.east.example.com:6443/?insecure=1", "without a query or fragment"),
+    ("https://api.east.example.com:6443/#x", "without a query or fragment"),
+])
+def test_an_api_server_url_with_a_query_is_refused(east_west, url, fragment):
+    with pytest.raises(config.ConfigError, match=fragment):
+        config.parse(mutate(east_west, "clusters.0.apiServerUrl", url))
+
+
+def test_credentials_in_an_api_server_url_are_refused_and_not_repeated(east_west):
+    with pytest.raises(config.ConfigError) as error:
+        config.parse(mutate(east_west, "clusters.0.apiServerUrl", "https://admin:hunter2@api.east.example.com:6443"))
+    assert "hunter2" not in str(error.value)
+    assert str(error.value).startswith("config mesh:clusters[0].apiServerUrl: a string of")
+
+
+def test_a_path_in_the_api_server_url_is_accepted(east_west):
+    url = "https://rancher.example.com/k8s/clusters/c-m-abc123"
+    assert config.parse(mutate(east_west, "clusters.0.apiServerUrl", url)).clusters[0].api_server_url == url
