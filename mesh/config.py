@@ -346,6 +346,16 @@ def _certificates(raw: Any) -> CertificateConfig:
     _only_known(raw, _CERT_KEYS, path + ".")
     defaults = CertificateConfig()
     algorithm = _choice(raw.get("keyAlgorithm", defaults.key_algorithm), f"{path}.keyAlgorithm", KEY_ALGORITHMS)
+    # A setting of the other algorithm would be silently ignored, and the root it shapes is
+    # protected: undoing that takes a root rotation. Refuse it instead.
+    other, ignored = ("ECDSA", "ecdsaCurve") if algorithm == "RSA" else ("RSA", "rsaBits")
+    if ignored in raw:
+        raise _fail(
+            f"{path}.{ignored}",
+            raw[ignored],
+            f"no {ignored} while keyAlgorithm is {algorithm!r} (the keys would be {algorithm} and it would be "
+            f"ignored); set keyAlgorithm: {other} to use it, or remove {ignored}",
+        )
     rsa_bits = raw.get("rsaBits", defaults.rsa_bits)
     rsa_bits = _choice(int(rsa_bits) if str(rsa_bits).isdigit() else rsa_bits, f"{path}.rsaBits", RSA_BITS)
     intermediate_hours = _positive_int(

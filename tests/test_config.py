@@ -228,3 +228,18 @@ def test_credentials_in_an_api_server_url_are_refused_and_not_repeated(east_west
 def test_a_path_in_the_api_server_url_is_accepted(east_west):
     url = "https://rancher.example.com/k8s/clusters/c-m-abc123"
     assert config.parse(mutate(east_west, "clusters.0.apiServerUrl", url)).clusters[0].api_server_url == url
+
+
+@pytest.mark.parametrize("certificates,key,algorithm", [
+    ({"ecdsaCurve": "P384"}, "ecdsaCurve", "RSA"),
+    ({"keyAlgorithm": "ECDSA", "rsaBits": 2048}, "rsaBits", "ECDSA"),
+])
+def test_a_setting_of_the_other_key_algorithm_is_refused_not_ignored(east_west, certificates, key, algorithm):
+    with pytest.raises(config.ConfigError) as error:
+        config.parse(dict(east_west, certificates=certificates))
+    other = "ECDSA" if algorithm == "RSA" else "RSA"
+    assert str(error.value) == (
+        f"config mesh:certificates.{key}: {certificates[key]!r} is not accepted; expected no {key} while keyAlgorithm "
+        f"is {algorithm!r} (the keys would be {algorithm} and it would be ignored); set keyAlgorithm: {other} to "
+        f"use it, or remove {key}"
+    )
