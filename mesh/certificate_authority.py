@@ -288,23 +288,19 @@ class MeshRoots:
     """The mesh's live roots: the one that signs, and the bundle every cluster trusts.
 
     Not a resource of its own, so that each root keeps the address it had before root rotation
-    existed. `previous_state` is the stack's last root state (`previous_root_state`).
+    existed. `state` is the root state this update makes (`next_root_state`), planned and
+    checked before anything is registered.
     """
 
     def __init__(
         self,
         name: str,
         settings: CertificateConfig,
-        previous_state: pulumi.Input[Optional[dict]],
-        now: datetime.datetime,
+        state: dict,
         opts: pulumi.ResourceOptions,
     ):
         self.plan = RootPlan.of(settings)
-        self.state = pulumi.Output.from_input(previous_state).apply(
-            lambda previous: next_root_state(
-                previous, self.plan, root_settings(settings), now, settings.root_rotation_wait_hours
-            )
-        )
+        self.state = pulumi.Output.from_input(state)
         self.roots = {
             generation: RootCertificateAuthority(
                 generation_name(name, generation),

@@ -13,7 +13,16 @@ from urllib.parse import urlparse
 import pulumi
 
 from . import gateway, kube
-from .certificate_authority import MeshRoots, previous_root_state, renewal_generation
+from pulumi.runtime.sync_await import _sync_await
+
+from .certificate_authority import (
+    MeshRoots,
+    RootPlan,
+    next_root_state,
+    previous_root_state,
+    renewal_generation,
+    root_settings,
+)
 from .cluster import MeshCluster, cluster_provider
 from .config import MeshConfig
 from .remote_secret import remote_kubeconfig, remote_secret_manifest, remote_secret_name, remote_secret_pairs
@@ -27,6 +36,13 @@ def unreachable(url: str, timeout: float = 3.0) -> Optional[str]:
             return None
     except OSError as error:
         return str(error) or type(error).__name__
+
+
+def _last_output(stack: pulumi.StackReference, key: str) -> Any:
+    """One of a stack's outputs, now (not as an Output): plans that may refuse need it before
+    they register anything."""
+    details = _sync_await(stack.get_output_details(key))
+    return details.value if details.value is not None else details.secret_value
 
 
 def _is_loopback(url: str) -> bool:
@@ -63,26 +79,29 @@ class Mesh(pulumi.ComponentResource):
                     "only clusters on this same machine can use the remote secret made from it"
                 )
         # The stack's own last outputs: its roots (generations, rotation phase, the settings
-        # each was made with) and its intermediates' renewal state.
+        # each was made with) and its intermediates' renewal state. Read and planned here, before
+        # any provider, key or cluster object is registered, so that a refusal (a step out of
+        # order, too early, a changed root setting) leaves every cluster and key untouched.
         own_stack = pulumi.StackReference(
             f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}",
             opts=pulumi.ResourceOptions(parent=self),
         )
+        last = {key: _last_output(own_stack, key)
+                for key in ("rootCertificateAuthority", "rootSettings", "intermediateRenewal")}
         now = datetime.datetime.now(datetime.timezone.utc)
-        previous_roots = pulumi.Output.all(
-            own_stack.get_output("rootCertificateAuthority"), own_stack.get_output("rootSettings")
-        ).apply(lambda values: previous_root_state(*values))
-        self.roots = MeshRoots(
-            f"{name}-root-ca", config.certificates, previous_roots, now, pulumi.ResourceOptions(parent=self)
+        certificates = config.certificates
+        root_state = next_root_state(
+            previous_root_state(last["rootCertificateAuthority"], last["rootSettings"]),
+            RootPlan.of(certificates), root_settings(certificates), now, certificates.root_rotation_wait_hours,
         )
-        previous_renewal = own_stack.get_output("intermediateRenewal")
-        early = config.certificates.intermediate_early_renewal_hours
+        early = certificates.intermediate_early_renewal_hours
+        generations = {c.name: renewal_generation((last["intermediateRenewal"] or {}).get(c.name), early, now)
+                       for c in config.clusters}
+        self.roots = MeshRoots(f"{name}-root-ca", certificates, root_state, pulumi.ResourceOptions(parent=self))
         self.clusters: dict[str, MeshCluster] = {}
         for cluster in config.clusters:
             provider = cluster_provider(cluster, pulumi.ResourceOptions(parent=self))
-            generation = previous_renewal.apply(
-                lambda previous, name=cluster.name: renewal_generation((previous or {}).get(name), early, now)
-            )
+            generation = generations[cluster.name]
             self.clusters[cluster.name] = MeshCluster(
                 config,
                 cluster,

@@ -12,7 +12,11 @@ from __future__ import annotations
 import json
 import pathlib
 
+import kubernetes
 import pytest
+from pulumi import automation as auto
+
+from lab.stack import open_stack, remove_stack
 
 from .conftest import (
     assert_istiods_sign_for_the_whole_mesh,
@@ -97,6 +101,35 @@ def root_resources(mesh) -> dict[str, bool]:
         for r in state
         if r["type"] == "tls:index/selfSignedCert:SelfSignedCert"
     }
+
+
+def cluster_objects(mesh) -> dict[str, set]:
+    """Every object of the kinds `up` makes, on every lab cluster, by uid."""
+    found = {}
+    for name in CLUSTERS:
+        core = mesh.core(name)
+        rbac = kubernetes.client.RbacAuthorizationV1Api(mesh.client(name))
+        found[name] = {o.metadata.uid for listing in (
+            core.list_namespace(), core.list_secret_for_all_namespaces(), core.list_service_account_for_all_namespaces(),
+            core.list_service_for_all_namespaces(), rbac.list_cluster_role(), rbac.list_cluster_role_binding(),
+        ) for o in listing.items}
+    return found
+
+
+def test_a_rotation_on_a_stack_without_a_root_is_refused_before_any_cluster_object(mesh, tmp_path_factory):
+    before = cluster_objects(mesh)
+    config = dict(mesh.config, certificates={"rootGeneration": 1, "rootRotation": "trust"})
+    stack = open_stack("itest-rotation-new", config, tmp_path_factory.mktemp("state-rotation-new"))
+    try:
+        with pytest.raises(auto.CommandError) as refused:
+            stack.up(color="never")
+        assert "'trust' needs a root to rotate from, and this stack has none yet" in str(refused.value)
+        # Nothing new on either cluster, and no key in the new stack.
+        assert cluster_objects(mesh) == before
+        resources = stack.export_stack().deployment.get("resources") or []
+        assert not [r["type"] for r in resources if r["type"].startswith(("tls:", "kubernetes:", "random:"))], resources
+    finally:
+        remove_stack(stack)
 
 
 def test_before_rotation_one_root_signs_and_is_trusted(mesh, first, istiod_pids, tmp_path):
