@@ -52,6 +52,7 @@ set -euo pipefail
 # ---------------------------------------------------------------------------------------------
 PULUMI_VERSION=3.259.0
 PULUMI_KUBERNETES_VERSION=4.25.0-alpha.1768448096
+# shellcheck disable=SC2034 # not read here: documents the PyPI SDK pinned with this plugin
 PULUMI_KUBERNETES_PYPI_VERSION=4.25.0a1768448096     # the Python SDK of exactly that commit
 PULUMI_TLS_VERSION=5.5.1
 PULUMI_RANDOM_VERSION=4.21.4
@@ -103,7 +104,9 @@ find_go() {
   if command -v go >/dev/null 2>&1; then GO=$(command -v go)
   elif [[ -x /usr/local/go/bin/go ]]; then GO=/usr/local/go/bin/go
   else die "no Go toolchain found (need go >= 1.25 on PATH or at /usr/local/go/bin/go)"; fi
-  export PATH="$(dirname "$GO"):$PATH"
+  local go_dir
+  go_dir=$(dirname "$GO")
+  export PATH="$go_dir:$PATH"
   export GOFLAGS="${GOFLAGS:--buildvcs=false}"
   export GOTOOLCHAIN=local
 }
@@ -806,6 +809,7 @@ install_plugin() { # NAME VERSION BINARY
 
 # ---------------------------------------------------------------------------------------------
 print_env() {
+  # shellcheck disable=SC2016 # $PATH is for the shell that evals this line, not expanded here
   printf 'export PATH="%s:$PATH"; export PULUMI_HOME="%s"; export PULUMI_SKIP_UPDATE_CHECK=true\n' \
     "$CLI_DIR/bin" "$PHOME"
 }
@@ -861,7 +865,7 @@ ensure_all() {
 
 case "${1:-}" in
   ""|--build) MODE=build ;;
-  --print-env) MODE=env; SHOW_PLUGINS=0 ;;
+  --print-env) MODE="env"; SHOW_PLUGINS=0 ;;
   --status) MODE=status ;;
   --rebuild)
     MODE=build

@@ -254,3 +254,11 @@ class EndpointWatch:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def pytest_collection_modifyitems(items):
+    """Every test here runs on a lab: mark it, so `pytest -m "not integration"` is a quick run."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker("integration")
