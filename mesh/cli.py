@@ -18,7 +18,7 @@ import yaml
 from cryptography import x509
 
 from . import config
-from . import verification as v
+from . import verify as v
 
 PULUMI_JSON_KEYS = {"value", "secret", "objectValue"}
 

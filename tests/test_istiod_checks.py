@@ -10,7 +10,8 @@ import pathlib
 
 import pytest
 
-from mesh import config, istiod_checks as ic
+from mesh import config
+from mesh.verify import istiod_answers as ic
 
 REAL = json.loads((pathlib.Path(__file__).parent / "data" / "istiod-debug-east.json").read_text())
 CLUSTERZ = REAL["clusterz"]

@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 from kubernetes.client import V1ObjectMeta, V1Secret
 
 from mesh import cli, config
-from mesh import verification as v
+from mesh import verify as v
 from mesh.certificate_authority import cacerts_data
 from mesh.remote_secret import remote_kubeconfig, remote_secret_manifest
 

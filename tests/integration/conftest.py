@@ -21,7 +21,7 @@ import yaml
 from pulumi import automation as auto
 
 from lab.lab import Lab
-from mesh import istiod_checks
+from mesh.verify import istiod_answers as istiod_checks
 
 from . import istio_clients
 from lab.stack import mesh_config, open_stack, remove_stack, write_config

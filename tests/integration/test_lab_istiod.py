@@ -19,7 +19,7 @@ import pytest
 
 from lab.toolchain import istio_binaries
 from mesh import samples
-from mesh import verification as v
+from mesh import verify as v
 
 from . import istio_clients
 from .conftest import (

@@ -24,7 +24,7 @@ from cryptography import x509
 
 from lab.stack import REPO
 from mesh import config, samples
-from mesh import verification as v
+from mesh import verify as v
 from mesh.control_plane import ISTIO_NAMESPACE
 from mesh.gateway import NAME as GATEWAY_NAME
 from mesh.remote_secret import remote_kubeconfig

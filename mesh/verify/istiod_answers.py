@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Sequence
 
-from . import samples
-from .config import ClusterConfig
-from .remote_secret import remote_secret_name
+from .. import samples
+from ..config import ClusterConfig
+from ..remote_secret import remote_secret_name
 
 ISTIOD_PEERS = "istiod peers"
 REMOTE_ENDPOINTS = "remote endpoints"
