@@ -49,19 +49,23 @@ class KubeClient:
         except ValueError:  # /readyz and friends answer plain text
             return raw.decode()
 
-    def delete(self, path: str) -> Any:
-        return self.request("DELETE", path)
+    def delete(self, path: str, missing_ok: bool = False) -> Any:
+        try:
+            return self.request("DELETE", path)
+        except ApiError as error:
+            if missing_ok and error.status == 404:
+                return None
+            raise
 
     def path_of(self, obj: dict) -> str:
         """The REST path of `obj` (its kind's plural and scope from API discovery, cached)."""
         api_version, kind = obj["apiVersion"], obj["kind"]
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
         if api_version not in self._resources:
-            base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
             listing = self.get(base)["resources"]
             self._resources[api_version] = {r["kind"]: (r["name"], r["namespaced"])
                                             for r in listing if "/" not in r["name"]}
         plural, namespaced = self._resources[api_version][kind]
-        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
         md = obj["metadata"]
         scope = f"/namespaces/{md['namespace']}" if namespaced else ""
         return f"{base}{scope}/{plural}/{md['name']}"

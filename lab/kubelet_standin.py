@@ -1,5 +1,5 @@
-"""STAND-IN for the kubelet that would run istiod's pod, and for the two controllers that report
-on it (the Deployment's status, the istiod Service's EndpointSlice).
+"""STAND-IN for the kubelet that would run istiod's pod, and for the two controllers that make and
+report on it (the ReplicaSet controller's Pod, the Deployment's status).
 
 The lab has no container runtime, but it has Istio's real istiod (`pilot-discovery`, built by
 toolchain/istio.sh). For every Deployment labelled `app=istiod` in `istio-system` (the one Sail
@@ -152,7 +152,7 @@ class IstiodPod:
         c = pod.container(deployment["spec"]["template"])
         self.ready = self.running() and _probe(pod.readiness_url(c, self.ip))
         self.save()
-        self.publish(client, deployment)
+        self.publish(client, deployment, identity)
 
     def start(self, client: KubeClient, deployment: dict, identity: pod.PodIdentity) -> None:
         c = pod.container(deployment["spec"]["template"])
@@ -195,16 +195,14 @@ class IstiodPod:
                  "pid": self.pid, "ip": self.ip, "template": self.template, "restarts": self.restarts,
                  "startedAt": self.started_at, "ready": self.ready, "log": str(self.log),
                  "ports": {flag.lstrip("-"): f"{self.ip}:{port}" for port, flag in LISTEN_FLAGS.items()}}
-        self.dir.mkdir(parents=True, exist_ok=True)
         write_state(self.dir, state)
 
     # -- what the controllers would report -------------------------------------------------
 
-    def publish(self, client: KubeClient, deployment: dict) -> None:
+    def publish(self, client: KubeClient, deployment: dict, identity: pod.PodIdentity) -> None:
         """The Pod (as the ReplicaSet controller would make it) with the status the kubelet would
         give it, and the Deployment status the Deployment controller would derive from it."""
         generation = deployment["metadata"].get("generation")
-        identity = self.identity(deployment)
         key = (generation, self.ready, self.pid, identity.name)
         if key == self._published:
             return
@@ -229,7 +227,7 @@ class IstiodPod:
         for old in client.get(f"{base}?labelSelector={SELECTOR}")["items"]:
             # The pod of an earlier template goes, as in a rollout.
             if old["metadata"]["name"] != identity.name and old["metadata"]["labels"].get(POD_LABEL) == self.deployment:
-                _ignore_missing(lambda: client.delete(f"{base}/{old['metadata']['name']}"))
+                client.delete(f"{base}/{old['metadata']['name']}", missing_ok=True)
         try:
             client.get(f"{base}/{identity.name}")
         except ApiError as error:
@@ -259,14 +257,6 @@ class IstiodPod:
                                    "state": {"running": {"startedAt": self.started_at}} if self.pid
                                    else {"waiting": {"reason": "CrashLoopBackOff" if self.restarts else "ContainerCreating"}}}],
         }})
-
-
-def _ignore_missing(call) -> None:
-    try:
-        call()
-    except ApiError as error:
-        if error.status != 404:
-            raise
 
 
 def _probe(url: Optional[str]) -> bool:

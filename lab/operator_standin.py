@@ -128,12 +128,12 @@ class StandIn(standin.Loop):
                 client.apply(path, obj, "lab.operator-standin")
                 paths.append(path)
             for path in set(self._rendered.get(key, ("", []))[1]) - set(paths):
-                _delete(client, path)  # rendered last time, not any more
+                client.delete(path, missing_ok=True)  # rendered last time, not any more
             self._rendered[key] = (digest, paths)
         names = {i["metadata"]["name"] for i in istios}
         for key in [k for k in self._rendered if k[0] == cluster and k[1] not in names]:
             for path in self._rendered.pop(key)[1]:
-                _delete(client, path)
+                client.delete(path, missing_ok=True)
 
     def _reconcile_cluster(self, cluster: str, client: KubeClient) -> None:
         now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -170,14 +170,6 @@ class StandIn(standin.Loop):
                 self._used_ips.add(ip)
                 return ip
         raise RuntimeError("no free 127.0.0.<n> address left")
-
-
-def _delete(client: KubeClient, path: str) -> None:
-    try:
-        client.delete(path)
-    except ApiError as error:
-        if error.status != 404:
-            raise
 
 
 def from_lab_dir(dir: Path) -> StandIn:

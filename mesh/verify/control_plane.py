@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from kubernetes.client.exceptions import ApiException
 
@@ -83,16 +83,24 @@ def _deployment_problems(apps, name: str, namespace: str, nodeless: bool = False
     ]
 
 
-def check_istiod(custom, apps, mesh: MeshConfig, cluster: ClusterConfig, nodeless: bool = False) -> list[Result]:
-    """The active revision's istiod Deployment has an available replica."""
+def active_revision(custom, mesh: MeshConfig, cluster: ClusterConfig) -> Optional[str]:
+    """The revision the operator reports active (the `Istio`'s name until it reports one), or
+    None when there is no `Istio` resource."""
     manifest = istio_manifest(mesh, cluster)
     try:
         istio = _sail_object(custom, manifest)
     except ApiException as error:
         if not _not_found(error):
             raise
+        return None
+    return (istio.get("status") or {}).get("activeRevisionName") or manifest["metadata"]["name"]
+
+
+def check_istiod(custom, apps, mesh: MeshConfig, cluster: ClusterConfig, nodeless: bool = False) -> list[Result]:
+    """The active revision's istiod Deployment has an available replica."""
+    revision = active_revision(custom, mesh, cluster)
+    if revision is None:
         return [Result(ISTIOD, cluster.name, "istiod", FAIL, "no Istio resource, so no istiod")]
-    revision = (istio.get("status") or {}).get("activeRevisionName") or manifest["metadata"]["name"]
     name = istiod_deployment_name(revision)
     problems = _deployment_problems(apps, name, ISTIO_NAMESPACE, nodeless)
     return [_result(ISTIOD, cluster.name, f"Deployment {name}", problems, f"available (revision {revision})")]

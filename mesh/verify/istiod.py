@@ -13,21 +13,14 @@ from ..control_plane import ISTIO_NAMESPACE, istio_manifest
 from ..remote_secret import remote_secret_name
 from . import istiod_access
 from . import istiod_answers as istiod_checks
-from .control_plane import _sail_object
+from .control_plane import active_revision
 from .results import FAIL, ISTIOD_PEERS, PASS, REMOTE_ENDPOINTS, Result, _not_found
 
 # --- what istiod itself says ----------------------------------------------------------------
 
 
 def _istiods(api, custom, mesh: MeshConfig, cluster: ClusterConfig) -> list[istiod_access.Istiod]:
-    manifest = istio_manifest(mesh, cluster)
-    try:
-        istio = _sail_object(custom, manifest)
-        revision = (istio.get("status") or {}).get("activeRevisionName") or manifest["metadata"]["name"]
-    except ApiException as error:
-        if not _not_found(error):
-            raise
-        revision = manifest["metadata"]["name"]
+    revision = active_revision(custom, mesh, cluster) or istio_manifest(mesh, cluster)["metadata"]["name"]
     found = istiod_access.find(api, revision)
     if not found:
         raise istiod_access.Unreachable(
@@ -39,6 +32,16 @@ def _istiods(api, custom, mesh: MeshConfig, cluster: ClusterConfig) -> list[isti
 def _ask_each(api, istiods: Sequence[istiod_access.Istiod], path: str, timeout: float) -> list[tuple[str, Any]]:
     """(which istiod, its answer) for every ready istiod replica."""
     return [(i.describe(), istiod_access.get_json(api, i, path, timeout)) for i in istiods]
+
+
+def _one_result(check: str, holder: ClusterConfig, item: str, verdicts: Sequence[tuple[str, str, str]]) -> Result:
+    """One row from every replica's (who, status, detail): the first failure, naming the replica
+    when there is more than one, else the first pass."""
+    failed = [(who, detail) for who, status, detail in verdicts if status == FAIL]
+    if not failed:
+        return Result(check, holder.name, item, PASS, verdicts[0][2])
+    who, detail = failed[0]
+    return Result(check, holder.name, item, FAIL, f"{who}: {detail}" if len(verdicts) > 1 else detail)
 
 
 def check_istiod_peers(
@@ -54,13 +57,7 @@ def check_istiod_peers(
     for peer in istiod_checks.peers(mesh.clusters, holder):
         problem = remote_problems.get(remote_secret_name(peer.cluster_name))
         verdicts = [(who, *istiod_checks.peer_result(holder, peer, clusterz, problem)) for who, clusterz in answers]
-        failed = [(who, detail) for who, status, detail in verdicts if status == FAIL]
-        item = f"peer {peer.name}"
-        if failed:
-            who, detail = failed[0]
-            results.append(Result(ISTIOD_PEERS, holder.name, item, FAIL, f"{who}: {detail}" if len(answers) > 1 else detail))
-        else:
-            results.append(Result(ISTIOD_PEERS, holder.name, item, PASS, verdicts[0][2]))
+        results.append(_one_result(ISTIOD_PEERS, holder, f"peer {peer.name}", verdicts))
     return results
 
 
@@ -103,10 +100,7 @@ def check_remote_endpoints(
             (who, *istiod_checks.endpoint_result(holder, peer, networks, shards, *facts, clusters))
             for (who, networks), (_, shards), (_, clusters) in zip(networkz, shardz, clusterz)
         ]
-        failed = [(who, detail) for who, status, detail in verdicts if status == FAIL]
-        item = f"helloworld of {peer.name}"
-        detail = (f"{failed[0][0]}: {failed[0][1]}" if len(verdicts) > 1 else failed[0][1]) if failed else verdicts[0][2]
-        results.append(Result(REMOTE_ENDPOINTS, holder.name, item, FAIL if failed else PASS, detail))
+        results.append(_one_result(REMOTE_ENDPOINTS, holder, f"helloworld of {peer.name}", verdicts))
     return results
 
 

@@ -16,7 +16,7 @@ The functions over debug data are pure, so they are tested with istiod's real an
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from .. import samples
 from ..config import ClusterConfig
@@ -33,13 +33,8 @@ NO_NODE = "the cluster has no node to run pods (0 Nodes)"
 
 
 def remote_clusters(clusterz: Any) -> dict[str, dict]:
-    """`/debug/clusterz` by cluster ID."""
-    return {entry.get("id") or entry.get("ID"): entry for entry in clusterz or []}
-
-
-def _field(entry: Mapping[str, Any], name: str) -> Any:
-    # istiod's JSON uses lower camel case; accept the Go field names too.
-    return entry.get(name[0].lower() + name[1:], entry.get(name))
+    """`/debug/clusterz` ({id, secretName, syncStatus} each) by cluster ID."""
+    return {entry["id"]: entry for entry in clusterz or []}
 
 
 def peer_result(
@@ -52,8 +47,8 @@ def peer_result(
         cause = (f"its remote secret is wrong: {remote_secret_problem}" if remote_secret_problem
                  else f"istiod has not (yet) read secret {secret}")
         return "fail", f"istiod has no remote cluster {peer.cluster_name}: {cause}"
-    status = _field(entry, "SyncStatus")
-    source = _field(entry, "SecretName") or "?"
+    status = entry.get("syncStatus")
+    source = entry.get("secretName") or "?"
     if status == "synced":
         return "pass", f"{peer.name} ({peer.cluster_name}) synced, from secret {source}"
     cause = (f"the remote-secret check says: {remote_secret_problem}" if remote_secret_problem
@@ -62,17 +57,17 @@ def peer_result(
 
 
 def network_gateways(networkz: Any) -> dict[str, list[tuple[str, int]]]:
-    """`/debug/networkz`: every network's gateways as (address, port)."""
+    """`/debug/networkz` ({Network, Addr, Port, ...} each): every network's gateways as (address, port)."""
     gateways: dict[str, list[tuple[str, int]]] = {}
     for gw in networkz or []:
-        gateways.setdefault(_field(gw, "Network"), []).append((_field(gw, "Addr"), int(_field(gw, "Port") or 0)))
+        gateways.setdefault(gw["Network"], []).append((gw["Addr"], int(gw.get("Port") or 0)))
     return gateways
 
 
 def shard_endpoints(shardz: Any, host: str, namespace: str) -> dict[str, list[dict]]:
     """`/debug/endpointShardz` for one service: its endpoints by the cluster they came from."""
     service = ((shardz or {}).get(host) or {}).get(namespace) or {}
-    shards = _field(service, "Shards") or {}
+    shards = service.get("Shards") or {}
     by_cluster: dict[str, list[dict]] = {}
     for key, endpoints in shards.items():
         # Shard keys are "<provider>/<cluster>" (Kubernetes/cluster2).
@@ -104,7 +99,7 @@ def endpoint_result(
         shown = ", ".join(f"{a}:{p}" for a, p in gateways)
         problems.append(f"istiod's gateway for {peer.network} is {shown}, not {peer_gateway_address}:{CROSS_NETWORK_PORT}")
     endpoints = shard_endpoints(shardz, HELLOWORLD_HOST, samples.NAMESPACE).get(peer.cluster_name, [])
-    synced = _field(remote_clusters(clusterz).get(peer.cluster_name) or {}, "SyncStatus") == "synced"
+    synced = (remote_clusters(clusterz).get(peer.cluster_name) or {}).get("syncStatus") == "synced"
     if not endpoints:
         if clusterz is not None and not synced:
             problems.append(f"istiod does not read {peer.name} (see istiod peers), so it has none of its endpoints")
