@@ -9,14 +9,15 @@ secrets grow as N(N-1), so this is where a large mesh would show it.
 
 from __future__ import annotations
 
+import datetime
 import pathlib
 import sys
 import tempfile
 import time
 import tracemalloc
 
-from mesh import config
-from mesh.mesh import Mesh
+from mesh import config, program
+from mesh.plan.mesh import plan_mesh
 from tests import engine_mocks
 from tests.conftest import write_kubeconfig
 
@@ -49,7 +50,8 @@ def measure(n: int, workdir: pathlib.Path) -> tuple[float, float, int]:
     tracemalloc.start()
     started = time.perf_counter()
     cfg = config.parse(raw)
-    engine_mocks.run_program(lambda: Mesh("mesh", cfg).outputs())
+    plan = plan_mesh(cfg, {}, datetime.datetime.now(datetime.timezone.utc))
+    engine_mocks.run_program(lambda: program.build(plan).outputs())
     seconds = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

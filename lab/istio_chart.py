@@ -21,6 +21,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from mesh.plan import names
+
 SKIPPED_KINDS = ("CustomResourceDefinition", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
 RENDERED_LABEL = "lab.mesh/rendered-for"
 
@@ -37,11 +39,10 @@ def istio_operator(istio: Mapping[str, Any]) -> dict[str, Any]:
         # minimal: istiod alone (Sail installs gateways separately, as the program does).
         "spec": {"profile": "minimal", "namespace": namespace, "values": values},
     }
-    # Sail: an InPlace `Istio` named "default" is revision "default", which the chart renders
-    # without a suffix (`istiod`); any other name is the revision.
-    name = istio["metadata"]["name"]
-    if name != "default":
-        iop["spec"]["revision"] = name
+    # Sail: an InPlace `Istio` is the revision named after it.
+    revision = names.chart_revision(istio["metadata"]["name"])
+    if revision:
+        iop["spec"]["revision"] = revision
     return iop
 
 

@@ -28,6 +28,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+from mesh.plan import names
+
 from . import istio_chart, standin
 from .kubeapi import ApiError, KubeClient
 from .toolchain import istio_binaries
@@ -75,9 +77,8 @@ def _needs_status(obj: dict, condition_types: tuple[str, ...], not_ready: str | 
 
 
 def istiod_deployment_name(istio: dict) -> str:
-    # As the chart renders it: revision "default" (an `Istio` named default) has no suffix.
-    name = istio["metadata"]["name"]
-    return "istiod" if name == "default" else f"istiod-{name}"
+    """The istiod Deployment of an InPlace `Istio`, whose revision is named after it."""
+    return names.istiod_deployment_name(istio["metadata"]["name"])
 
 
 def istiod_not_ready(client: KubeClient, istio: dict) -> str | None:

@@ -1,20 +1,23 @@
-"""One cluster of the mesh: its intermediate CA, control plane, east-west gateway, reader
-identity and (optionally) sample apps, all through that cluster's own Kubernetes provider.
+"""One cluster of the mesh as resources: its intermediate CA, control plane, east-west gateway,
+reader identity and (optionally) sample apps, all through that cluster's own Kubernetes provider.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .certificate_authority import IntermediateCertificateAuthority, MeshRoots, generation_name
-from .config import ClusterConfig, MeshConfig
-from .control_plane import ControlPlane
-from .gateway import EastWestGateway
-from .reader import RemoteReader
-from .samples import SampleApps
+from .certificate_authority import IntermediateArgs, IntermediateCertificateAuthority, MeshRoots
+from .config import ClusterConfig
+from .control_plane import ControlPlane, ControlPlaneArgs
+from .gateway import EastWestGateway, EastWestGatewayArgs
+from .plan.mesh import ClusterPlan
+from .plan.roots import generation_name
+from .reader import RemoteReader, RemoteReaderArgs
+from .samples import SampleApps, SampleAppsArgs
 
 
 def cluster_provider(cluster: ClusterConfig, opts: pulumi.ResourceOptions) -> k8s.Provider:
@@ -35,34 +38,46 @@ def cluster_provider(cluster: ClusterConfig, opts: pulumi.ResourceOptions) -> k8
     )
 
 
+@dataclass(frozen=True)
+class ClusterArgs:
+    plan: ClusterPlan
+    roots: MeshRoots
+    intermediate_validity_hours: int
+    ready_timeout_seconds: int
+    reader_token_rotation: str
+
+
 class MeshCluster(pulumi.ComponentResource):
     """Everything the mesh puts on one cluster. Pass the cluster's provider in `opts.providers`."""
 
-    def __init__(
-        self,
-        mesh: MeshConfig,
-        cluster: ClusterConfig,
-        roots: MeshRoots,
-        gateway_sources: Sequence[str],
-        intermediate_generation: pulumi.Input[int] = 0,
-        opts: Optional[pulumi.ResourceOptions] = None,
-    ):
-        super().__init__("istio-mesh:mesh:Cluster", cluster.name, None, opts)
-        self.config = cluster
+    def __init__(self, name: str, args: ClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("istio-mesh:mesh:Cluster", name, None, opts)
+        plan, roots, seconds = args.plan, args.roots, args.ready_timeout_seconds
+        self.config = plan.config
         child = pulumi.ResourceOptions(parent=self)
         # One intermediate per signing root: a root rotation's `sign` phase makes a new one (new
         # key) under the new root, and the one under the old root goes.
         self.ca = IntermediateCertificateAuthority(
-            generation_name(f"{cluster.name}-intermediate-ca", roots.signing.generation),
-            cluster.cluster_name,
-            roots.signing,
-            mesh.certificates,
-            intermediate_generation,
+            generation_name(f"{name}-intermediate-ca", roots.signing.generation),
+            IntermediateArgs(
+                plan.config.cluster_name, roots.signing, args.intermediate_validity_hours, plan.intermediate_generation
+            ),
             child,
         )
-        self.control_plane = ControlPlane(mesh, cluster, self.ca.cacerts(roots.trust_bundle), child)
-        self.gateway = EastWestGateway(mesh, cluster, gateway_sources, [self.control_plane.istio], child)
-        self.reader = RemoteReader(mesh, cluster, self.control_plane.namespace, child)
-        if mesh.sample_apps:
-            SampleApps(mesh, cluster, [self.control_plane.istio], child)
+        self.control_plane = ControlPlane(
+            name,
+            ControlPlaneArgs(plan.namespace, plan.istio, plan.cni, self.ca.cacerts(roots.trust_bundle), seconds),
+            child,
+        )
+        after_istio = [self.control_plane.istio]
+        self.gateway = EastWestGateway(
+            name, EastWestGatewayArgs(plan.gateway, plan.cross_network_gateway, seconds, after_istio), child
+        )
+        self.reader = RemoteReader(
+            name,
+            RemoteReaderArgs(plan.reader, args.reader_token_rotation, seconds, self.control_plane.namespace),
+            child,
+        )
+        if plan.samples:
+            SampleApps(name, SampleAppsArgs(plan.samples, after_istio), child)
         self.register_outputs({"gateway_address": self.gateway.address})

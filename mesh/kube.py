@@ -39,9 +39,6 @@ _FIELDS = {
     "subjects": "subjects",
 }
 
-# pulumi-kubernetes annotations that replace its default readiness logic.
-WAIT_FOR = "pulumi.com/waitFor"
-SKIP_AWAIT = "pulumi.com/skipAwait"
 
 
 def resource_name(cluster: str, manifest: Mapping[str, Any]) -> str:

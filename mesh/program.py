@@ -1,16 +1,107 @@
-"""The Pulumi program: read the stack's config, build the mesh, export its outputs.
+"""The Pulumi program's entry: everything read from outside, then the plan, then the resources.
 
-`__main__.py` runs it under `pulumi up`; the lab and the integration tests run the same
-function as an Automation API inline program.
+`__main__.py` runs `main` under `pulumi up`; the lab and the integration tests run the same
+function as an Automation API inline program. Only here does the program read the stack's
+config, its own last outputs, the clock, and whether each cluster answers; the plan
+(`mesh/plan/`) and the components (`mesh/*.py`) are given what they need.
 """
 
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import socket
+from typing import Any, Optional
+from urllib.parse import urlparse
+
 import pulumi
+from pulumi.runtime.sync_await import _sync_await
 
 from . import config
-from .mesh import Mesh
+from .mesh import Mesh, MeshArgs
+from .plan.mesh import LAST_OUTPUTS, MeshPlan, plan_mesh
 
 
 def main() -> None:
-    mesh = Mesh("mesh", config.load())
+    build(checked_plan())
+
+
+def checked_plan() -> MeshPlan:
+    """Read the config, the stack's last outputs and the clock, and plan; or refuse, before any
+    resource is registered (the read of the stack's own outputs is a read: it makes nothing)."""
+    try:
+        settings = stack_config()
+        warn_about_addresses(settings)
+        return plan_mesh(settings, own_last_outputs(), datetime.datetime.now(datetime.timezone.utc))
+    except config.ConfigError as error:
+        # Pulumi prints a RunError as its message alone, without a traceback.
+        raise pulumi.RunError(str(error)) from None
+
+
+def build(plan: MeshPlan) -> Mesh:
+    """The mesh's resources and the stack's outputs, from a plan."""
+    mesh = Mesh("mesh", MeshArgs(plan))
     for key, value in mesh.outputs().items():
         pulumi.export(key, value)
+    return mesh
+
+
+def stack_config() -> config.MeshConfig:
+    """The running stack's `mesh:` configuration, checked."""
+    return config.parse(config.mesh_keys(pulumi.runtime.config.CONFIG.get(), pulumi.get_project()))
+
+
+def own_last_outputs() -> dict[str, Any]:
+    """The stack's own outputs from its last update (LAST_OUTPUTS), read now (not as Outputs):
+    plans that may refuse need them before anything is registered. Nothing on a new stack."""
+    stack = pulumi.StackReference(
+        f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}",
+        # Where it was read before the read moved here: inside the Mesh component.
+        opts=pulumi.ResourceOptions(aliases=[pulumi.Alias(parent=pulumi.create_urn("mesh", "istio-mesh:mesh:Mesh"))]),
+    )
+    last = {}
+    for key in LAST_OUTPUTS:
+        details = _sync_await(stack.get_output_details(key))
+        value = details.value if details.value is not None else details.secret_value
+        if value is not None:
+            last[key] = value
+    return last
+
+
+def unreachable(url: str, timeout: float = 3.0) -> Optional[str]:
+    """Why this machine cannot open a connection to `url`'s host and port, or None if it can."""
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "", parsed.port or 443), timeout=timeout):
+            return None
+    except OSError as error:
+        return str(error) or type(error).__name__
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def warn_about_addresses(settings: config.MeshConfig) -> None:
+    """Say what the engine would not: a cluster this machine cannot reach, a loopback URL."""
+    for cluster in settings.clusters:
+        reason = unreachable(cluster.admin_server) if cluster.admin_server else None
+        if reason:
+            # pulumi-kubernetes then plans from the last known state without a word;
+            # say it, so that a preview in a pipeline is not mistaken for a live one.
+            pulumi.log.warn(
+                f"cluster {cluster.name}: its API server {cluster.admin_server} (context {cluster.context}) is "
+                f"unreachable from here ({reason}); the plan for it comes from the stack's last known state, "
+                "not from the live cluster, and `up` cannot change it until it is reachable"
+            )
+        if _is_loopback(cluster.api_server_url):
+            pulumi.log.warn(
+                f"cluster {cluster.name}: apiServerUrl {cluster.api_server_url} is a loopback address; "
+                "only clusters on this same machine can use the remote secret made from it"
+            )

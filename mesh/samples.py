@@ -1,114 +1,31 @@
-"""The article's sample apps: `helloworld` (one version per cluster) and the `sleep` client.
-
-Objects follow Istio's samples/helloworld/helloworld.yaml and samples/sleep/sleep.yaml, in the
-namespace `sample` with sidecar injection on.
-"""
+"""The article's sample apps on one cluster as resources; planned in `mesh/plan/samples.py`."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
 
 import pulumi
 
 from . import kube
-from .config import ClusterConfig, MeshConfig
-from .control_plane import namespace_manifest
-
-NAMESPACE = "sample"
-HELLOWORLD_PORT = 5000
-HELLOWORLD_IMAGE = "docker.io/istio/examples-helloworld-{version}:1.0"
-SLEEP_IMAGE = "curlimages/curl"
 
 
-def _deployment(name: str, labels: dict[str, str], pod_spec: dict[str, Any], annotations: Optional[dict]) -> dict:
-    metadata: dict[str, Any] = {"name": name, "namespace": NAMESPACE, "labels": dict(labels)}
-    if annotations:
-        metadata["annotations"] = annotations
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": metadata,
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": dict(labels)},
-            "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
-        },
-    }
-
-
-def sample_manifests(helloworld_version: str, await_workloads: bool = True) -> list[dict[str, Any]]:
-    """The `sample` namespace, helloworld Service and one helloworld version, and sleep."""
-    skip = None if await_workloads else {kube.SKIP_AWAIT: "true"}
-
-    def service(name: str, port: int, labels: dict[str, str]) -> dict[str, Any]:
-        metadata: dict[str, Any] = {"name": name, "namespace": NAMESPACE, "labels": labels}
-        if skip:
-            metadata["annotations"] = dict(skip)
-        return {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": metadata,
-            "spec": {"ports": [{"port": port, "name": "http"}], "selector": {"app": name}},
-        }
-
-    helloworld = {"app": "helloworld", "version": helloworld_version}
-    return [
-        namespace_manifest(NAMESPACE, {"istio-injection": "enabled"}),
-        service("helloworld", HELLOWORLD_PORT, {"app": "helloworld", "service": "helloworld"}),
-        _deployment(
-            f"helloworld-{helloworld_version}",
-            helloworld,
-            {
-                "containers": [
-                    {
-                        "name": "helloworld",
-                        "image": HELLOWORLD_IMAGE.format(version=helloworld_version),
-                        "resources": {"requests": {"cpu": "100m"}},
-                        "imagePullPolicy": "IfNotPresent",
-                        "ports": [{"containerPort": HELLOWORLD_PORT}],
-                    }
-                ]
-            },
-            skip,
-        ),
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sleep", "namespace": NAMESPACE}},
-        service("sleep", 80, {"app": "sleep", "service": "sleep"}),
-        _deployment(
-            "sleep",
-            {"app": "sleep"},
-            {
-                "terminationGracePeriodSeconds": 0,
-                "serviceAccountName": "sleep",
-                "containers": [
-                    {
-                        "name": "sleep",
-                        "image": SLEEP_IMAGE,
-                        "command": ["/bin/sleep", "infinity"],
-                        "imagePullPolicy": "IfNotPresent",
-                        "volumeMounts": [{"mountPath": "/etc/sleep/tls", "name": "secret-volume"}],
-                    }
-                ],
-                "volumes": [{"name": "secret-volume", "secret": {"secretName": "sleep-secret", "optional": True}}],
-            },
-            skip,
-        ),
-    ]
+@dataclass(frozen=True)
+class SampleAppsArgs:
+    manifests: Sequence[dict[str, Any]]
+    """The `sample` namespace first, then the apps (`sample_manifests`)."""
+    after: Sequence[pulumi.Resource]
+    """The control plane: injection must be in place before the pods."""
 
 
 class SampleApps(pulumi.ComponentResource):
     """The samples on one cluster, after its control plane so that injection works."""
 
-    def __init__(
-        self,
-        mesh: MeshConfig,
-        cluster: ClusterConfig,
-        depends_on: list[pulumi.Resource],
-        opts: Optional[pulumi.ResourceOptions] = None,
-    ):
-        super().__init__("istio-mesh:mesh:SampleApps", cluster.name, None, opts)
-        manifests = sample_manifests(cluster.helloworld_version, mesh.await_workloads)
-        namespace = kube.create(cluster.name, manifests[0], pulumi.ResourceOptions(parent=self, depends_on=depends_on))
-        child = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
-        for manifest in manifests[1:]:
-            kube.create(cluster.name, manifest, child)
+    def __init__(self, name: str, args: SampleAppsArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("istio-mesh:mesh:SampleApps", name, None, opts)
+        namespace, *apps = args.manifests
+        created = kube.create(name, namespace, pulumi.ResourceOptions(parent=self, depends_on=list(args.after)))
+        child = pulumi.ResourceOptions(parent=self, depends_on=[created])
+        for manifest in apps:
+            kube.create(name, manifest, child)
         self.register_outputs({})

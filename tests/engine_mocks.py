@@ -11,6 +11,7 @@ dependencies, and which inputs arrived as secrets.
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -112,9 +113,13 @@ class RecordingMonitor(mocks.MockMonitor):
         return response
 
 
+LAST_MONITOR: Optional[RecordingMonitor] = None
+
+
 def install(preview: bool = False, previous_outputs: Optional[dict] = None) -> RecordingMonitor:
+    global LAST_MONITOR
     stand_in = ProviderStandIn(previous_outputs)
-    monitor = RecordingMonitor(stand_in)
+    monitor = LAST_MONITOR = RecordingMonitor(stand_in)
     pulumi.runtime.set_mocks(stand_in, project="istio-mesh", stack="test", preview=preview, monitor=monitor)
     return monitor
 
@@ -136,6 +141,23 @@ async def resolve(value: Any) -> tuple[Any, bool]:
         items = [await resolve(item) for item in value]
         return [item for item, _ in items], any(s for _, s in items)
     return value, False
+
+
+def run_stack(raw: dict, preview: bool = False, previous_outputs: Optional[dict] = None) -> tuple[RecordingMonitor, Any]:
+    """Run the program's entry (`mesh.program`) as `pulumi up` would on a stack whose `mesh:`
+    config is `raw` (handed over as Pulumi does: scalars as text, the rest as JSON) and whose
+    last update exported `previous_outputs`. Returns the monitor and the stack's outputs."""
+    from mesh import program
+
+    monitor = install(preview=preview, previous_outputs=previous_outputs)
+    pulumi.runtime.set_all_config(
+        {f"mesh:{key}": value if isinstance(value, str) else json.dumps(value) for key, value in raw.items()}
+    )
+    try:
+        outputs, _ = run_program(lambda: program.build(program.checked_plan()).outputs())
+    finally:
+        pulumi.runtime.set_all_config({})
+    return monitor, outputs
 
 
 def run_program(program: Callable[[], Any]) -> tuple[Any, bool]:

@@ -1,6 +1,6 @@
 """What goes into `cacerts`."""
 
-from mesh.certificate_authority import CACERTS_KEYS, cacerts_data
+from mesh.plan.pki import CACERTS_KEYS, cacerts_data
 
 
 def test_cacerts_has_the_four_files_and_the_chain_is_intermediate_then_root():
@@ -18,7 +18,7 @@ import datetime
 
 import pytest
 
-from mesh.certificate_authority import renewal_generation
+from mesh.plan.renewal import renewal_generation
 
 NOW = datetime.datetime(2026, 11, 24, 12, 0, tzinfo=datetime.timezone.utc)
 

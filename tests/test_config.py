@@ -9,7 +9,7 @@ import pulumi
 import pytest
 
 from mesh import config
-from mesh.mesh import Mesh
+from mesh import program
 
 from . import engine_mocks
 
@@ -106,11 +106,11 @@ def test_fewer_than_two_clusters_is_refused(east_west):
 def test_open_gateway_is_refused_before_any_resource(east_west):
     for cluster in east_west["clusters"]:
         cluster.pop("egressCidrs")
-    monitor = engine_mocks.install()
-    cfg = config.parse(east_west)
-    with pytest.raises(config.ConfigError, match="open to the whole internet"):
-        Mesh("mesh", cfg)
-    assert monitor.registrations == []
+    with pytest.raises(pulumi.RunError, match="open to the whole internet") as refused:
+        engine_mocks.run_stack(east_west)
+    assert str(refused.value).startswith("config mesh:clusters[1].egressCidrs and mesh:gatewayExtraSourceRanges: ")
+    registered = {r.type for r in engine_mocks.LAST_MONITOR.registrations}
+    assert registered <= {"pulumi:pulumi:Stack", "pulumi:pulumi:StackReference"}, registered
 
 
 def test_inline_kubeconfig_is_accepted(east_west):
@@ -128,7 +128,7 @@ def test_stack_config_values_arrive_as_json_text(east_west):
     raw["other:key"] = "not ours"
     pulumi.runtime.set_all_config(raw)
     try:
-        cfg = config.load()
+        cfg = program.stack_config()
     finally:
         pulumi.runtime.set_all_config({})
     assert cfg.sample_apps is True

@@ -7,7 +7,8 @@ import copy
 import pytest
 import yaml
 
-from mesh import config, gateway
+from mesh import config
+from mesh.plan import gateway
 
 from .conftest import SHARED
 
@@ -23,7 +24,7 @@ def _without_nulls(value):
 
 
 def _ours_as_upstream(manifest: dict) -> dict:
-    """Our manifest less the deliberate additions listed in mesh/gateway.py's docstring."""
+    """Our manifest less the deliberate additions listed in mesh/plan/gateway.py's docstring."""
     manifest = copy.deepcopy(manifest)
     manifest["metadata"].pop("annotations", None)
     manifest.get("spec", {}).pop("loadBalancerSourceRanges", None)

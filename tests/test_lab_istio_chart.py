@@ -9,7 +9,7 @@ import pytest
 from lab import istio_chart, pod
 from lab.toolchain import istio_binaries
 from mesh import config
-from mesh.control_plane import istio_manifest
+from mesh.plan.control_plane import istio_manifest
 
 
 @pytest.fixture(scope="module")

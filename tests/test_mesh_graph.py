@@ -8,17 +8,14 @@ import pytest
 import yaml
 
 from mesh import config
-from mesh.certificate_authority import CACERTS_KEYS
-from mesh.mesh import Mesh
+from mesh.plan.pki import CACERTS_KEYS
 
 from . import engine_mocks
 
 
 def build(raw: dict, preview: bool = False, previous_outputs: dict | None = None):
-    monitor = engine_mocks.install(preview=preview, previous_outputs=previous_outputs)
-    cfg = config.parse(raw)
-    outputs, _ = engine_mocks.run_program(lambda: Mesh("mesh", cfg).outputs())
-    return cfg, monitor.registrations, outputs
+    monitor, outputs = engine_mocks.run_stack(raw, preview=preview, previous_outputs=previous_outputs)
+    return config.parse(raw), monitor.registrations, outputs
 
 
 def by_kind(registrations, kind, name=None, namespace=None):
@@ -261,14 +258,12 @@ def test_root_state_is_exported_and_an_unchanged_root_passes(east_west):
 )
 def test_a_change_of_root_settings_is_refused_before_the_root_is_touched(east_west, change, key, previous):
     east_west["certificates"] = change
-    monitor = engine_mocks.install(previous_outputs=previous)
-    cfg = config.parse(east_west)
     with pytest.raises(Exception) as error:
-        engine_mocks.run_program(lambda: Mesh("mesh", cfg).outputs())
+        engine_mocks.run_stack(east_west, previous_outputs=previous)
+    monitor = engine_mocks.LAST_MONITOR
     message = str(error.value)
     assert f"mesh:certificates.{key}" in message and "Root rotation" in message, message
-    # Refused before anything but the stack and the Mesh component is registered (the read of its
-    # own stack is a read, not a registration): no provider, no key, no object on any cluster.
+    # Refused at the program's entry, before anything but the stack and the read of its own
+    # outputs (a read, which makes nothing): no component, provider, key or cluster object.
     registered = {r.type for r in monitor.registrations}
-    assert "istio-mesh:mesh:Mesh" in registered
-    assert registered <= {"istio-mesh:mesh:Mesh", "pulumi:pulumi:Stack", "pulumi:pulumi:StackReference"}, registered
+    assert registered <= {"pulumi:pulumi:Stack", "pulumi:pulumi:StackReference"}, registered

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import yaml
 
-from mesh.remote_secret import remote_kubeconfig, remote_secret_manifest, remote_secret_pairs
+from mesh.plan.remote_secrets import remote_kubeconfig, remote_secret_manifest, remote_secret_pairs
 
 
 @pytest.mark.parametrize("n", [2, 3, 5])

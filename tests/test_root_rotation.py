@@ -10,8 +10,8 @@ import datetime
 import pytest
 
 from mesh import config
-from mesh.certificate_authority import ConfigError, RootPlan, next_root_state, previous_root_state
-from mesh.mesh import Mesh
+from mesh.config import ConfigError
+from mesh.plan.roots import RootPlan, next_root_state, previous_root_state
 
 from . import engine_mocks
 
@@ -122,10 +122,8 @@ def build(raw: dict, phase: str | None, previous: dict):
     raw["certificates"] = {"rootGeneration": 1, "keyAlgorithm": "ECDSA", "rootValidityHours": 175200}
     if phase:
         raw["certificates"]["rootRotation"] = phase
-    monitor = engine_mocks.install(previous_outputs={"rootCertificateAuthority": previous})
-    cfg = config.parse(raw)
-    outputs, _ = engine_mocks.run_program(lambda: Mesh("mesh", cfg).outputs())
-    return cfg, monitor.registrations, outputs
+    monitor, outputs = engine_mocks.run_stack(raw, previous_outputs={"rootCertificateAuthority": previous})
+    return config.parse(raw), monitor.registrations, outputs
 
 
 def cacerts_of(registrations) -> list[dict]:

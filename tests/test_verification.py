@@ -22,8 +22,8 @@ from kubernetes.client import V1ObjectMeta, V1Secret
 
 from mesh import cli, config
 from mesh import verify as v
-from mesh.certificate_authority import cacerts_data
-from mesh.remote_secret import remote_kubeconfig, remote_secret_manifest
+from mesh.plan.pki import cacerts_data
+from mesh.plan.remote_secrets import remote_kubeconfig, remote_secret_manifest
 
 # What helloworld and curl really print (helloworld's app.py; curl; Envoy's 503 body).
 HELLO_V1 = "Hello version: v1, instance: helloworld-v1-776f57d5f6-s7zfc\n"

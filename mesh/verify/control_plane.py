@@ -6,9 +6,10 @@ from typing import Any, Mapping, Optional
 
 from kubernetes.client.exceptions import ApiException
 
-from .. import gateway
+from ..plan import gateway
 from ..config import ClusterConfig, MeshConfig
-from ..control_plane import ISTIO_NAMESPACE, istio_cni_manifest, istio_manifest
+from ..plan.control_plane import istio_cni_manifest, istio_manifest
+from ..plan.names import ISTIO_NAMESPACE, istiod_deployment_name
 from .results import CONTROL_PLANE, FAIL, GATEWAY, ISTIOD, NO_NODE, RECREATE, SKIP, Result, _not_found, _result
 
 # --- control plane: Istio, IstioCNI, istiod -----------------------------------------------
@@ -56,12 +57,6 @@ def check_control_plane(custom, mesh: MeshConfig, cluster: ClusterConfig) -> lis
             Result(CONTROL_PLANE, cluster.name, "IstioCNI default", SKIP, "mesh:manageIstioCni is false: not ours")
         )
     return results
-
-
-def istiod_deployment_name(revision: str) -> str:
-    # Sail renders the revision named "default" without a suffix (the istiod chart's empty
-    # `revision`), every other revision as istiod-<revision>.
-    return "istiod" if revision == "default" else f"istiod-{revision}"
 
 
 def _deployment_problems(apps, name: str, namespace: str, nodeless: bool = False) -> list[str]:

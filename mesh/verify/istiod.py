@@ -7,10 +7,11 @@ from typing import Any, Mapping, Optional, Sequence
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from .. import gateway, samples
+from ..plan import gateway, samples
 from ..config import ClusterConfig, MeshConfig
-from ..control_plane import ISTIO_NAMESPACE, istio_manifest
-from ..remote_secret import remote_secret_name
+from ..plan.control_plane import istio_manifest
+from ..plan.names import ISTIO_NAMESPACE
+from ..plan.remote_secrets import remote_secret_name
 from . import istiod_access
 from . import istiod_answers as istiod_checks
 from .control_plane import active_revision

@@ -20,7 +20,7 @@ from typing import Any
 import kubernetes
 from kubernetes.stream import portforward
 
-from ..control_plane import ISTIO_NAMESPACE
+from ..plan.names import ISTIO_NAMESPACE
 
 MONITORING_PORT = 15014
 MONITORING_PORT_NAME = "http-monitoring"

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from .. import samples
+from ..plan import samples
 from ..config import ClusterConfig
-from ..remote_secret import remote_secret_name
+from ..plan.remote_secrets import remote_secret_name
 
 ISTIOD_PEERS = "istiod peers"
 REMOTE_ENDPOINTS = "remote endpoints"

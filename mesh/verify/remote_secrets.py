@@ -10,9 +10,9 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from ..config import ClusterConfig
-from ..control_plane import ISTIO_NAMESPACE, NETWORK_LABEL
-from ..reader import READER, reader_rules
-from ..remote_secret import CLUSTER_ANNOTATION, MULTICLUSTER_LABEL, remote_secret_name
+from ..plan.names import ISTIO_NAMESPACE, NETWORK_LABEL
+from ..plan.reader import READER, reader_rules
+from ..plan.remote_secrets import CLUSTER_ANNOTATION, MULTICLUSTER_LABEL, remote_secret_name
 from .clients import client_from_kubeconfig
 from .results import FAIL, RECREATE, REMOTE_SECRETS, Result, _not_found, _result, api_error
 

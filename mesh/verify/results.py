@@ -10,7 +10,7 @@ from typing import Sequence
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from .. import samples
+from ..plan import samples
 from . import istiod_answers as istiod_checks
 
 API_SERVERS = "API servers"

@@ -11,7 +11,7 @@ import kubernetes
 from cryptography import x509
 
 from ..config import ClusterConfig, MeshConfig
-from ..remote_secret import remote_secret_pairs
+from ..plan.remote_secrets import remote_secret_pairs
 from .clients import check_api_server
 from .control_plane import check_control_plane, check_gateway, check_istiod
 from .istiod import check_istiod_peers, check_remote_endpoints, nodeless_clusters

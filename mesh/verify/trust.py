@@ -12,8 +12,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from kubernetes.client.exceptions import ApiException
 
-from ..certificate_authority import CACERTS_KEYS
-from ..control_plane import ISTIO_NAMESPACE, cacerts_manifest
+from ..plan.pki import CACERTS_KEYS
+from ..plan.control_plane import cacerts_manifest
+from ..plan.names import ISTIO_NAMESPACE
 from .results import CACERTS, FAIL, Result, _not_found, _result
 
 # --- cacerts ------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
 from websocket import WebSocketException
 
-from .. import samples
+from ..plan import samples
 from ..config import ClusterConfig, MeshConfig
 from .results import _HELLO, FAIL, HELLOWORLD_URL, NO_NODE, SAMPLE_PODS, SLEEP, TRAFFIC, Result, _result, api_error
 

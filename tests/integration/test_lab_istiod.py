@@ -18,7 +18,7 @@ import kubernetes
 import pytest
 
 from lab.toolchain import istio_binaries
-from mesh import samples
+from mesh.plan import samples
 from mesh import verify as v
 
 from . import istio_clients

@@ -11,7 +11,7 @@ import re
 import kubernetes
 import pytest
 
-from mesh import samples
+from mesh.plan import samples
 
 from .conftest import (
     EndpointWatch,

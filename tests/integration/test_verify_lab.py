@@ -23,11 +23,12 @@ import yaml
 from cryptography import x509
 
 from lab.stack import REPO
-from mesh import config, samples
+from mesh import config
+from mesh.plan import samples
 from mesh import verify as v
-from mesh.control_plane import ISTIO_NAMESPACE
-from mesh.gateway import NAME as GATEWAY_NAME
-from mesh.remote_secret import remote_kubeconfig
+from mesh.plan.names import ISTIO_NAMESPACE
+from mesh.plan.gateway import NAME as GATEWAY_NAME
+from mesh.plan.remote_secrets import remote_kubeconfig
 
 from ..test_verification import bundle, make_ca
 from .conftest import deploy, synced_peers, wait_for

@@ -13,7 +13,7 @@ from typing import Any, Sequence, TypeVar
 
 import yaml
 
-from .control_plane import ISTIO_NAMESPACE
+from .names import ISTIO_NAMESPACE
 
 MULTICLUSTER_LABEL = "istio/multiCluster"
 CLUSTER_ANNOTATION = "networking.istio.io/cluster"

@@ -1,0 +1,212 @@
+"""The kinds of value a config key takes: how each is checked, what it accepts (in words, for
+messages and the README) and its JSON Schema (for the editor schema).
+
+Pulumi hands scalar config to a program as text (`pulumi config set mesh:sampleApps true` is
+the string "true"), so every kind takes its value's text form too, and nothing more: "yes" is
+not a boolean here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+from urllib.parse import urlparse
+
+from ..sail_versions import ISTIO_VERSIONS
+from .errors import refused
+
+_DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_VERSION = re.compile(r"^v\d+\.\d+(\.\d+(-[0-9A-Za-z.]+)?|-latest)$")
+_DURATION = re.compile(r"^(\d+)(s|m|h)$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+class Refused(Exception):
+    """Raised by a kind's converter; `Kind.check` turns it into the ConfigError at the key's path.
+
+    `accepted` replaces the kind's own words where a check is more specific; `at` is appended to
+    the path (a list item's `[i]`); `value` replaces the value shown (that item)."""
+
+    _UNSET = object()
+
+    def __init__(self, accepted: Optional[str] = None, at: str = "", value: Any = _UNSET, secret: bool = False):
+        super().__init__(accepted)
+        self.accepted, self.at, self.value, self.secret = accepted, at, value, secret
+
+
+@dataclass(frozen=True)
+class Kind:
+    accepted: str
+    """What is accepted, in words: the end of every refusal of this kind, and the README's column."""
+    schema: dict[str, Any]
+    convert: Callable[[Any], Any] = field(repr=False)
+    secret: bool = False
+    """The value may hold credentials: never shown, whatever its shape."""
+
+    def check(self, value: Any, path: str) -> Any:
+        try:
+            return self.convert(value)
+        except Refused as no:
+            shown_value = value if no.value is Refused._UNSET else no.value
+            raise refused(path + no.at, shown_value, no.accepted or self.accepted, self.secret or no.secret) from None
+
+
+def _whole(value: Any) -> Any:
+    """A whole number, from its text form too ("4096" as Pulumi hands it over)."""
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise Refused()
+    return value
+
+
+def _label(value: Any) -> str:
+    if not isinstance(value, str) or not re.match(_DNS1123_LABEL, value):
+        raise Refused()
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise Refused()
+
+
+def choice(*values: Any) -> Kind:
+    """One of `values`; whole numbers also in their text form."""
+
+    def convert(value: Any) -> Any:
+        value = _whole(value) if all(_is_int(v) for v in values) else value
+        if value not in values:
+            raise Refused()
+        return value
+
+    texts = [str(v) for v in values if _is_int(v)]
+    return Kind("one of " + ", ".join(str(v) for v in values), {"enum": [*values, *texts]}, convert)
+
+
+def _at_least(least: int) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        value = _whole(value)
+        if not _is_int(value) or value < least:
+            raise Refused()
+        return value
+
+    return convert
+
+
+def _whole_schema(least: int) -> dict[str, Any]:
+    pattern = r"^[0-9]+$" if least == 0 else r"^0*[1-9][0-9]*$"
+    return {"oneOf": [{"type": "integer", "minimum": least}, {"type": "string", "pattern": pattern}]}
+
+
+def _duration(value: Any) -> int:
+    if _is_int(value) and value > 0:
+        return value
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if not match or int(match.group(1)) == 0:
+        raise Refused()
+    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def _api_server_url(value: Any) -> str:
+    parsed = urlparse(value) if isinstance(value, str) else None
+    if parsed is not None and (parsed.username or parsed.password):
+        # Credentials in a URL: refused, and the URL is not repeated.
+        raise Refused("an https:// URL without user or password (the remote secret carries a token)", secret=True)
+    if parsed is None or parsed.scheme != "https" or not parsed.hostname:
+        raise Refused()
+    if parsed.query or parsed.fragment:
+        raise Refused("an https:// URL without a query or fragment (a path, as behind Rancher, is fine)")
+    try:
+        parsed.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise Refused("an https:// URL with a numeric port") from None
+    return value
+
+
+def _istio_version(value: Any) -> str:
+    if not isinstance(value, str) or not (_VERSION.match(value) or value == "master"):
+        raise Refused()
+    if value not in ISTIO_VERSIONS:
+        raise Refused("a version the Sail operator accepts (newest first: " + ", ".join(ISTIO_VERSIONS[:12]) + ", ...)")
+    return value
+
+
+def _cidrs(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise Refused()
+    result = []
+    for index, item in enumerate(value):
+        try:
+            result.append(str(ipaddress.ip_network(item, strict=True)))
+        except (TypeError, ValueError):
+            raise Refused("a CIDR range such as '203.0.113.0/24'", at=f"[{index}]", value=item) from None
+    return tuple(result)
+
+
+def _rotation(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
+        raise Refused()
+    return str(value)
+
+
+def _kubeconfig(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise Refused()
+    return value
+
+
+# A Pulumi secret as it sits in a stack file.
+_SECURE = {"type": "object", "properties": {"secure": {"type": "string"}}, "required": ["secure"]}
+
+TEXT = Kind("a non-empty string", {"type": "string", "minLength": 1}, _text)
+LABEL = Kind(
+    "a DNS-1123 label: at most 63 lowercase letters, digits or '-', starting and ending with a letter or digit "
+    "(e.g. 'east', 'cluster1', 'network1')",
+    {"type": "string", "pattern": _DNS1123_LABEL},
+    _label,
+)
+BOOLEAN = Kind("true or false", {"oneOf": [{"type": "boolean"}, {"enum": ["true", "false"]}]}, _boolean)
+POSITIVE = Kind("a positive whole number", _whole_schema(1), _at_least(1))
+NON_NEGATIVE = Kind("a whole number, 0 or more", _whole_schema(0), _at_least(0))
+DURATION = Kind(
+    "a duration such as '90s', '10m' or '1h', or seconds as a number",
+    {"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^0*[1-9][0-9]*[smh]$"}]},
+    _duration,
+)
+API_SERVER_URL = Kind(
+    "an https:// URL of the API server, e.g. https://api.east.example.com:6443",
+    {"type": "string", "pattern": r"^https://(\[[0-9a-fA-F:.]+\]|[^/?#@:\[\]]+)(:[0-9]{1,5})?(/[^?#]*)?$"},
+    _api_server_url,
+)
+ISTIO_VERSION = Kind("an Istio version such as 'v1.28.0' or 'v1.28-latest'", {"enum": list(ISTIO_VERSIONS)}, _istio_version)
+CIDRS = Kind(
+    "a list of CIDR ranges such as ['203.0.113.0/24']",
+    {"type": "array", "items": {"type": "string", "pattern": r"^[0-9a-fA-F.:]+/[0-9]{1,3}$"}},
+    _cidrs,
+)
+ROTATION = Kind(
+    "a non-empty string or number; change it to rotate",
+    {"oneOf": [{"type": "string", "minLength": 1}, {"type": "integer"}]},
+    _rotation,
+)
+KUBECONFIG = Kind(
+    "the path of a kubeconfig file, or the kubeconfig document as one string (a YAML block `|`), "
+    "not as YAML structure",
+    {"oneOf": [{"type": "string", "minLength": 1}, _SECURE]},
+    _kubeconfig,
+    secret=True,
+)

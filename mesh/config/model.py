@@ -1,0 +1,63 @@
+"""The checked configuration the program works from: frozen, made only by `mesh.config.parse`.
+
+Defaults and accepted values are not here but in the schema (`mesh/config/schema.py`), once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    name: str
+    """Stable identifier of the cluster in this program: resource names, provider identity."""
+    kubeconfig: str = field(repr=False)
+    """Path of a kubeconfig file, or the kubeconfig document itself (then kept secret; never in a
+    repr or a message)."""
+    kubeconfig_is_content: bool
+    context: str
+    cluster_name: str
+    """Istio `multiCluster.clusterName`; names the remote secret on the other clusters."""
+    network: str
+    api_server_url: str
+    """The URL the OTHER clusters' istiod use to reach this API server."""
+    admin_server: str
+    """The server of `context` in the kubeconfig: where this program reaches the cluster."""
+    helloworld_version: str
+    egress_cidrs: tuple[str, ...]
+    """Address ranges this cluster's traffic leaves from; the peers' gateways admit them."""
+
+
+@dataclass(frozen=True)
+class CertificateConfig:
+    key_algorithm: str
+    rsa_bits: int
+    ecdsa_curve: str
+    root_validity_hours: int
+    intermediate_validity_hours: int
+    intermediate_early_renewal_hours: int
+    root_generation: int
+    """Which root signs: 0 for the first, one more for each rotation."""
+    root_rotation: Optional[str]
+    """The phase of a root rotation in progress (ROOT_ROTATION_PHASES), None when there is none."""
+    root_rotation_wait_hours: int
+    """Least time between two phases: every workload certificate is reissued in between."""
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    clusters: tuple[ClusterConfig, ...]
+    mesh_id: str
+    istio_version: str
+    update_strategy: str
+    manage_istio_cni: bool
+    sample_apps: bool
+    reader_access: str
+    ready_timeout_seconds: int
+    await_workloads: bool
+    certificates: CertificateConfig
+    gateway_extra_source_ranges: tuple[str, ...]
+    gateway_allow_open_to_internet: bool
+    reader_token_rotation: str

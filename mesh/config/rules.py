@@ -1,0 +1,128 @@
+"""Checks that span keys: a value fine on its own but wrong beside another one.
+
+Each section's rule gets the section's checked values (by model field), its path, and its
+index in a list; it refuses with the exact key where the offending value is, or returns the
+values completed (derived fields, defaults that depend on the position). `REFUSED` lists what is
+refused here, for the README (kept equal by tests/test_config_docs.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from . import kubeconfig
+from .errors import ConfigError, key_path, refused
+
+REFUSED: list[str] = []
+
+
+def refuses(*what: str):
+    """Record `what` a rule refuses, for the README's list."""
+
+    def record(function):
+        REFUSED.extend(what)
+        return function
+
+    return record
+
+
+@refuses(
+    "a setting of the other key algorithm (`ecdsaCurve` while `keyAlgorithm` is `RSA`, `rsaBits` with `ECDSA`): "
+    "it would be ignored, and the root it shapes is protected",
+    "`intermediateEarlyRenewalHours` over `intermediateValidityHours`; an intermediate outliving the root",
+    "`rootRotation` set while `rootGeneration` is 0 (the first root has nothing to rotate from)",
+)
+def certificates(values: dict[str, Any], raw: dict[str, Any], path: str, index: Optional[int]) -> dict[str, Any]:
+    algorithm = values["key_algorithm"]
+    other, ignored = ("ECDSA", "ecdsaCurve") if algorithm == "RSA" else ("RSA", "rsaBits")
+    if ignored in raw:
+        raise refused(
+            key_path(path, ignored),
+            raw[ignored],
+            f"no {ignored} while keyAlgorithm is {algorithm!r} (the keys would be {algorithm} and it would be "
+            f"ignored); set keyAlgorithm: {other} to use it, or remove {ignored}",
+        )
+    intermediate, root = values["intermediate_validity_hours"], values["root_validity_hours"]
+    if values["intermediate_early_renewal_hours"] > intermediate:
+        raise refused(
+            key_path(path, "intermediateEarlyRenewalHours"),
+            values["intermediate_early_renewal_hours"],
+            f"at most intermediateValidityHours ({intermediate}); equal reissues on every up",
+        )
+    if intermediate > root:
+        raise refused(
+            key_path(path, "intermediateValidityHours"),
+            intermediate,
+            f"at most rootValidityHours ({root}): an intermediate cannot outlive its root",
+        )
+    phase = values["root_rotation"]
+    if phase is not None and values["root_generation"] == 0:
+        raise refused(
+            key_path(path, "rootGeneration"),
+            0,
+            f"1 or more while rootRotation is {phase!r}: the generation of the new root (the first root is 0)",
+        )
+    return values
+
+
+@refuses("a `context` that the cluster's kubeconfig does not have; a kubeconfig that is not one")
+def cluster(values: dict[str, Any], raw: dict[str, Any], path: str, index: Optional[int]) -> dict[str, Any]:
+    from .schema import HELLOWORLD_VERSIONS
+
+    config = kubeconfig.read(values["kubeconfig"], key_path(path, "kubeconfig"))
+    context = values["context"]
+    if context not in config.servers:
+        raise refused(
+            key_path(path, "context"),
+            context,
+            "a context of the kubeconfig: " + (", ".join(map(str, config.servers)) or "(it has none)"),
+        )
+    if values["helloworld_version"] is None:
+        values["helloworld_version"] = HELLOWORLD_VERSIONS[(index or 0) % len(HELLOWORLD_VERSIONS)]
+    return dict(
+        values,
+        kubeconfig=config.value,
+        kubeconfig_is_content=config.is_content,
+        admin_server=config.servers[context],
+    )
+
+
+def _unique(clusters: tuple, attribute: str, key: str, path: str) -> None:
+    seen: dict[str, int] = {}
+    for index, item in enumerate(clusters):
+        value = getattr(item, attribute)
+        if value in seen:
+            raise ConfigError(
+                f"config {path}[{index}].{key}: {value!r} is already used by "
+                f"{path}[{seen[value]}]; expected a value unique to each cluster"
+            )
+        seen[value] = index
+
+
+def _same_cluster_twice(clusters: tuple, path: str) -> None:
+    seen: dict[str, int] = {}
+    for index, item in enumerate(clusters):
+        if not item.admin_server:
+            continue
+        if item.admin_server in seen:
+            first = seen[item.admin_server]
+            raise ConfigError(
+                f"config {path}[{index}].context: {item.context!r} reaches "
+                f"{item.admin_server}, as {path}[{first}].context {clusters[first].context!r} "
+                "does: one cluster entered twice; expected a context of another cluster"
+            )
+        seen[item.admin_server] = index
+
+
+@refuses(
+    "two clusters with the same `name`, `clusterName`, `network` or `apiServerUrl`",
+    "two entries whose contexts reach the same API server: one cluster entered twice (a copied entry left unedited)",
+)
+def mesh(values: dict[str, Any], raw: dict[str, Any], path: str, index: Optional[int]) -> dict[str, Any]:
+    clusters = values["clusters"]
+    where = key_path(path, "clusters")
+    for attribute, key in (("name", "name"), ("cluster_name", "clusterName"), ("network", "network"),
+                           ("api_server_url", "apiServerUrl")):
+        _unique(clusters, attribute, key, where)
+    _same_cluster_twice(clusters, where)
+    return values

@@ -1,0 +1,183 @@
+"""Every `mesh:` config key, once: its kind, default and meaning.
+
+This table drives the parser (`mesh/config/parse.py`: unknown keys, missing keys, defaults,
+checks), the README's configuration tables and the JSON Schema users point their editor at
+(`mesh/config/docs.py`; `tests/test_config_docs.py` keeps both equal to it). Checks that span
+keys are in `mesh/config/rules.py`, hooked in per section here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Union
+
+from . import kinds, rules
+from .errors import NAMESPACE
+from .model import CertificateConfig, ClusterConfig, MeshConfig
+
+REQUIRED = object()
+
+# trust: a new root is trusted beside the old one; sign: the intermediates are signed by the new
+# root, both still trusted; retire: only the new root is trusted. README, "Root rotation".
+ROOT_ROTATION_PHASES = ("trust", "sign", "retire")
+UPDATE_STRATEGIES = ("InPlace", "RevisionBased")
+READER_ACCESS = ("istio-reader", "cluster-reader")
+KEY_ALGORITHMS = ("RSA", "ECDSA")
+RSA_BITS = (2048, 3072, 4096)
+ECDSA_CURVES = ("P256", "P384", "P521")
+HELLOWORLD_VERSIONS = ("v1", "v2")
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    """As written in the stack file, after `mesh:` or its parent key."""
+    kind: Union[kinds.Kind, "Section", "ListOf"]
+    doc: str
+    default: Any = REQUIRED
+    """The value when the key is absent; None where a rule of the section fills it in."""
+    shown_default: Optional[str] = None
+    """How the README shows the default, where the value alone would not say it."""
+    field: Optional[str] = None
+    """The model's field; the key's name in snake_case unless given."""
+
+    @property
+    def attribute(self) -> str:
+        return self.field or re.sub(r"(?<!^)(?=[A-Z])", "_", self.name).lower()
+
+
+@dataclass(frozen=True)
+class Section:
+    """An object of keys, parsed into `model`; `finish` checks what spans its keys."""
+
+    keys: tuple[Key, ...]
+    model: type
+    finish: Optional[Callable[..., dict[str, Any]]] = None
+
+
+@dataclass(frozen=True)
+class ListOf:
+    item: Section
+    least: int
+    accepted: str
+
+
+CERTIFICATES = Section(
+    (
+        Key("keyAlgorithm", kinds.choice(*KEY_ALGORITHMS), "algorithm of every CA key", "RSA"),
+        Key("rsaBits", kinds.choice(*RSA_BITS), "RSA key size (only with `keyAlgorithm: RSA`)", 4096),
+        Key("ecdsaCurve", kinds.choice(*ECDSA_CURVES), "ECDSA curve (only with `keyAlgorithm: ECDSA`)", "P256"),
+        Key("rootValidityHours", kinds.POSITIVE, "root lifetime (Istio's tools: 3650 days)", 3650 * 24),
+        Key("intermediateValidityHours", kinds.POSITIVE, "intermediate lifetime, at most the root's", 3650 * 24),
+        Key(
+            "intermediateEarlyRenewalHours",
+            kinds.NON_NEGATIVE,
+            "reissue an intermediate on the first `up` this many hours before it expires (equal to its validity: "
+            "on every `up`)",
+            0,
+        ),
+        Key("rootGeneration", kinds.NON_NEGATIVE, "which root signs; one higher for each root rotation", 0),
+        Key(
+            "rootRotation",
+            kinds.choice(*ROOT_ROTATION_PHASES),
+            "phase of a root rotation in progress (\"Root rotation\")",
+            None,
+            "unset",
+        ),
+        Key(
+            "rootRotationWaitHours",
+            kinds.NON_NEGATIVE,
+            "least time between rotation phases (the workload certificate lifetime)",
+            24,
+        ),
+    ),
+    CertificateConfig,
+    rules.certificates,
+)
+
+CLUSTER = Section(
+    (
+        Key("name", kinds.LABEL, "names the provider and the resources (`east`); unique"),
+        Key(
+            "kubeconfig",
+            kinds.KUBECONFIG,
+            "a file path, or the kubeconfig document itself (kept secret)",
+            None,
+            "`$KUBECONFIG` or `~/.kube/config`",
+        ),
+        Key(
+            "context",
+            kinds.TEXT,
+            "context in that kubeconfig; it must exist, and no two entries may reach the same API server",
+        ),
+        Key("clusterName", kinds.LABEL, "Istio `multiCluster.clusterName`; unique (`cluster1`)"),
+        Key("network", kinds.LABEL, "Istio network and the `topology.istio.io/network` label; unique (`network1`)"),
+        Key(
+            "apiServerUrl",
+            kinds.API_SERVER_URL,
+            "URL the OTHER clusters' istiod use to reach this API server; unique; a path is fine (Rancher), a "
+            "query, fragment or user/password is refused",
+        ),
+        Key(
+            "helloworldVersion",
+            kinds.choice(*HELLOWORLD_VERSIONS),
+            "which helloworld runs here",
+            None,
+            "`v1` for the 1st, `v2` for the 2nd, …",
+        ),
+        Key("egressCidrs", kinds.CIDRS, "ranges this cluster's traffic leaves from; the peers' gateways admit them", ()),
+    ),
+    ClusterConfig,
+    rules.cluster,
+)
+
+MESH = Section(
+    (
+        Key("clusters", ListOf(CLUSTER, 2, "a list of clusters"), "at least two clusters (keys below)"),
+        Key("meshId", kinds.LABEL, "Istio `meshID`"),
+        Key("istioVersion", kinds.ISTIO_VERSION, "`spec.version` of `Istio`/`IstioCNI`; one the Sail CRDs accept"),
+        Key("updateStrategy", kinds.choice(*UPDATE_STRATEGIES), "the `Istio` resource's update strategy", "InPlace"),
+        Key("manageIstioCni", kinds.BOOLEAN, "create `istio-cni` and the `IstioCNI` resource (OpenShift needs it)", True),
+        Key("sampleApps", kinds.BOOLEAN, "deploy the article's helloworld and sleep apps in namespace `sample`", False),
+        Key(
+            "readerAccess",
+            kinds.choice(*READER_ACCESS),
+            "rights of the remote reader: Istio's least-privilege reader rules, or OpenShift's `cluster-reader` "
+            "(what the article binds)",
+            "istio-reader",
+        ),
+        Key(
+            "readyTimeout",
+            kinds.DURATION,
+            "how long `up` waits for `Istio`/`IstioCNI` Ready, a gateway address, a token",
+            600,
+            "`10m`",
+            field="ready_timeout_seconds",
+        ),
+        Key(
+            "awaitWorkloads",
+            kinds.BOOLEAN,
+            "wait for Deployments to roll out and Services to get endpoints; `false` where no pods can run",
+            True,
+        ),
+        Key("certificates", CERTIFICATES, "the mesh's CAs (keys below)", {}),
+        Key(
+            "gatewayExtraSourceRanges",
+            kinds.CIDRS,
+            "CIDRs admitted to every east-west gateway besides the peers' `egressCidrs`",
+            (),
+        ),
+        Key(
+            "gatewayAllowOpenToInternet",
+            kinds.BOOLEAN,
+            "accept a gateway with no source ranges or with `0.0.0.0/0`",
+            False,
+        ),
+        Key("readerTokenRotation", kinds.ROTATION, "change it to rotate every reader token", "1"),
+    ),
+    MeshConfig,
+    rules.mesh,
+)
+
+ROOT = f"{NAMESPACE}:"

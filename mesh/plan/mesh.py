@@ -1,0 +1,87 @@
+"""The whole mesh, planned: every cluster's objects, its gateway's source ranges, its
+intermediate's issue, the roots, and which cluster holds a remote secret for which.
+
+`plan_mesh` is everything the program decides before it registers a resource. It is given what
+the program's entry read from outside (the checked config, the stack's last outputs, the time)
+and either returns the plan or raises a ConfigError, so a refused `up` makes nothing anywhere.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+from ..config import ClusterConfig, MeshConfig
+from .control_plane import istio_cni_manifest, istio_manifest, istio_system_manifest, namespace_manifest
+from .gateway import cross_network_gateway_manifest, eastwest_gateway_manifests, source_ranges
+from .names import CNI_NAMESPACE
+from .reader import reader_manifests
+from .remote_secrets import remote_secret_pairs
+from .renewal import renewal_generation
+from .roots import RootPlan, next_root_state, previous_root_state, root_settings
+from .samples import sample_manifests
+
+# The stack outputs a plan reads back from the last update.
+LAST_OUTPUTS = ("rootCertificateAuthority", "rootSettings", "intermediateRenewal")
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    config: ClusterConfig
+    intermediate_generation: int
+    gateway_sources: tuple[str, ...]
+    """Who may reach this cluster's east-west gateway; empty only when open by explicit choice."""
+    namespace: dict[str, Any]
+    istio: dict[str, Any]
+    cni: Optional[tuple[dict[str, Any], dict[str, Any]]]
+    gateway: list[dict[str, Any]]
+    cross_network_gateway: dict[str, Any]
+    reader: list[dict[str, Any]]
+    samples: Optional[list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class MeshPlan:
+    config: MeshConfig
+    roots: RootPlan
+    root_state: dict[str, Any]
+    """The root state this update makes and exports (`next_root_state`)."""
+    clusters: tuple[ClusterPlan, ...]
+    remote_secrets: tuple[tuple[str, str], ...]
+    """(source, holder) cluster names: `holder` gets a secret to read `source`."""
+
+
+def _cluster(mesh: MeshConfig, cluster: ClusterConfig, sources: tuple[str, ...], generation: int) -> ClusterPlan:
+    return ClusterPlan(
+        config=cluster,
+        intermediate_generation=generation,
+        gateway_sources=sources,
+        namespace=istio_system_manifest(cluster.network),
+        istio=istio_manifest(mesh, cluster),
+        cni=(namespace_manifest(CNI_NAMESPACE), istio_cni_manifest(mesh)) if mesh.manage_istio_cni else None,
+        gateway=eastwest_gateway_manifests(cluster.network, sources, mesh.await_workloads),
+        cross_network_gateway=cross_network_gateway_manifest(),
+        reader=reader_manifests(mesh.reader_access),
+        samples=sample_manifests(cluster.helloworld_version, mesh.await_workloads) if mesh.sample_apps else None,
+    )
+
+
+def plan_mesh(config: MeshConfig, last_outputs: Mapping[str, Any], now: datetime.datetime) -> MeshPlan:
+    """The plan, or a ConfigError: an open gateway, a root step out of order or too early, a
+    changed root setting. `last_outputs` holds the stack's LAST_OUTPUTS (absent on a new stack)."""
+    sources = {c.name: source_ranges(config, c) for c in config.clusters}
+    certificates = config.certificates
+    roots = RootPlan.of(certificates)
+    previous = previous_root_state(last_outputs.get("rootCertificateAuthority"), last_outputs.get("rootSettings"))
+    root_state = next_root_state(
+        previous, roots, root_settings(certificates), now, certificates.root_rotation_wait_hours
+    )
+    renewal = last_outputs.get("intermediateRenewal") or {}
+    early = certificates.intermediate_early_renewal_hours
+    clusters = tuple(
+        _cluster(config, c, sources[c.name], renewal_generation(renewal.get(c.name), early, now))
+        for c in config.clusters
+    )
+    pairs = tuple((source.name, holder.name) for source, holder in remote_secret_pairs(config.clusters))
+    return MeshPlan(config, roots, root_state, clusters, pairs)
