@@ -15,16 +15,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the clusters (stopping a lab already in DIR)")
-    up.add_argument("--clusters", default=",".join(DEFAULT_CLUSTERS),
-                    help="comma-separated cluster names, also the kubeconfig contexts")
-    up.add_argument("--no-standin", action="store_true",
-                    help="do not run lab.operator_standin (no Istio status, no LB addresses)")
+    up.add_argument(
+        "--clusters",
+        default=",".join(DEFAULT_CLUSTERS),
+        help="comma-separated cluster names, also the kubeconfig contexts",
+    )
+    up.add_argument(
+        "--no-standin", action="store_true", help="do not run lab.operator_standin (no Istio status, no LB addresses)"
+    )
     down = sub.add_parser("down", help="stop everything the lab started and remove DIR")
     status = sub.add_parser("status", help="print what runs, as JSON")
     run = sub.add_parser("run", help="start the lab if it is not running, then `pulumi up` the `lab` stack on it")
     for p in (up, down, status, run):
-        p.add_argument("--dir", type=Path, default=None,
-                       help=f"state dir (default $MESH_LAB_DIR or {default_dir()})")
+        p.add_argument("--dir", type=Path, default=None, help=f"state dir (default $MESH_LAB_DIR or {default_dir()})")
     args = parser.parse_args(argv)
     dir = (args.dir or default_dir()).resolve()
 
@@ -67,8 +70,10 @@ def run_lab_stack(dir: Path) -> int:
     for cluster, pods in sorted(lab.istiods().items()):
         for name, state in sorted(pods.items()):
             health = "ready" if state["running"] and state["ready"] else "NOT ready"
-            print(f"{cluster}: {name} (real istiod, pid {state['pid']}) {health} at {state['ip']} "
-                  f"(xDS/CA :15012, debug :15014); log {state['log']}")
+            print(
+                f"{cluster}: {name} (real istiod, pid {state['pid']}) {health} at {state['ip']} "
+                f"(xDS/CA :15012, debug :15014); log {state['log']}"
+            )
     print(f"The lab keeps running (kubeconfig: {lab.kubeconfig_path}).")
     print("Verify it:      .venv/bin/mesh verify --stack lab")
     print(f"Stop it all:    .venv/bin/python -m lab down{'' if dir == default_dir().resolve() else f' --dir {dir}'}")

@@ -19,10 +19,15 @@ from . import pki, procs
 from .kubeapi import ApiError, KubeClient
 
 from .toolchain import KUBERNETES as COMPONENTS
-KCM_CONTROLLERS = ",".join((
-    "serviceaccount-token-controller", "serviceaccount-controller",
-    "namespace-controller", "garbage-collector-controller",
-))
+
+KCM_CONTROLLERS = ",".join(
+    (
+        "serviceaccount-token-controller",
+        "serviceaccount-controller",
+        "namespace-controller",
+        "garbage-collector-controller",
+    )
+)
 
 
 @dataclass
@@ -54,9 +59,13 @@ class ControlPlane:
 
     def to_json(self) -> dict:
         return {
-            "name": self.name, "context": self.name, "server": self.server,
-            "ca_file": str(self.pki.ca_cert), "dir": str(self.dir),
-            "ports": self.ports, "pids": self.pids,
+            "name": self.name,
+            "context": self.name,
+            "server": self.server,
+            "ca_file": str(self.pki.ca_cert),
+            "dir": str(self.dir),
+            "ports": self.ports,
+            "pids": self.pids,
         }
 
     @classmethod
@@ -75,35 +84,49 @@ class ControlPlane:
     def start_etcd(self, bins: dict[str, str], on_start) -> None:
         client = f"http://127.0.0.1:{self.ports['etcd']}"
         peer = f"http://127.0.0.1:{self.ports['etcd_peer']}"
-        self._start("etcd", [
-            bins["etcd"], f"--name={self.name}", f"--data-dir={self.dir / 'etcd'}",
-            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
-            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster={self.name}={peer}",
-            # Durability is worthless for a throwaway lab; fsync dominates start time.
-            "--unsafe-no-fsync",
-        ], on_start)
+        self._start(
+            "etcd",
+            [
+                bins["etcd"],
+                f"--name={self.name}",
+                f"--data-dir={self.dir / 'etcd'}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster={self.name}={peer}",
+                # Durability is worthless for a throwaway lab; fsync dominates start time.
+                "--unsafe-no-fsync",
+            ],
+            on_start,
+        )
         self._wait("etcd", lambda: b'"health":"true"' in _http_get(f"{client}/health"), 30)
 
     def start_apiserver(self, bins: dict[str, str], on_start) -> None:
         p = self.pki
         port = self.ports["apiserver"]
-        self._start("kube-apiserver", [
-            bins["kube-apiserver"],
-            f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={port}",
-            f"--tls-cert-file={p.server_cert}", f"--tls-private-key-file={p.server_key}",
-            f"--client-ca-file={p.ca_cert}",
-            f"--service-account-issuer=https://127.0.0.1:{port}",
-            f"--service-account-key-file={p.sa_pub}",
-            f"--service-account-signing-key-file={p.sa_key}",
-            "--authorization-mode=RBAC",
-            "--service-cluster-ip-range=10.0.0.0/24",
-            # No kubelets register endpoints; the apiserver must not try to either.
-            "--endpoint-reconciler-type=none",
-            "--allow-privileged=true",
-        ], on_start)
+        self._start(
+            "kube-apiserver",
+            [
+                bins["kube-apiserver"],
+                f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--tls-cert-file={p.server_cert}",
+                f"--tls-private-key-file={p.server_key}",
+                f"--client-ca-file={p.ca_cert}",
+                f"--service-account-issuer=https://127.0.0.1:{port}",
+                f"--service-account-key-file={p.sa_pub}",
+                f"--service-account-signing-key-file={p.sa_key}",
+                "--authorization-mode=RBAC",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                # No kubelets register endpoints; the apiserver must not try to either.
+                "--endpoint-reconciler-type=none",
+                "--allow-privileged=true",
+            ],
+            on_start,
+        )
         client = self.client()
 
         def ready() -> bool:
@@ -116,12 +139,19 @@ class ControlPlane:
 
     def start_controller_manager(self, bins: dict[str, str], on_start) -> None:
         p = self.pki
-        self._start("kube-controller-manager", [
-            bins["kube-controller-manager"],
-            f"--kubeconfig={self.admin_kubeconfig}", "--leader-elect=false", "--secure-port=0",
-            f"--service-account-private-key-file={p.sa_key}", f"--root-ca-file={p.ca_cert}",
-            f"--controllers={KCM_CONTROLLERS}",
-        ], on_start)
+        self._start(
+            "kube-controller-manager",
+            [
+                bins["kube-controller-manager"],
+                f"--kubeconfig={self.admin_kubeconfig}",
+                "--leader-elect=false",
+                "--secure-port=0",
+                f"--service-account-private-key-file={p.sa_key}",
+                f"--root-ca-file={p.ca_cert}",
+                f"--controllers={KCM_CONTROLLERS}",
+            ],
+            on_start,
+        )
 
     def wait_controller_manager(self) -> None:
         # The serviceaccount controller creating default/default is the sign that
@@ -165,8 +195,7 @@ class ControlPlane:
             time.sleep(0.2)
         if self.cancel.is_set():
             raise RuntimeError(f"{self.name}: start-up cancelled")
-        raise RuntimeError(f"{self.name}: {component} not ready after {timeout:.0f}s:\n"
-                           f"{self._log_tail(component)}")
+        raise RuntimeError(f"{self.name}: {component} not ready after {timeout:.0f}s:\n{self._log_tail(component)}")
 
     def _log_tail(self, component: str, lines: int = 20) -> str:
         log = self.dir / f"{component}.log"
@@ -175,14 +204,25 @@ class ControlPlane:
 
     def _write_admin_kubeconfig(self) -> None:
         p = self.pki
-        self.admin_kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": self.name,
-            "clusters": [{"name": self.name, "cluster": {
-                "server": self.server, "certificate-authority": str(p.ca_cert)}}],
-            "users": [{"name": self.name, "user": {
-                "client-certificate": str(p.admin_cert), "client-key": str(p.admin_key)}}],
-            "contexts": [{"name": self.name, "context": {"cluster": self.name, "user": self.name}}],
-        }))
+        self.admin_kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": self.name,
+                    "clusters": [
+                        {"name": self.name, "cluster": {"server": self.server, "certificate-authority": str(p.ca_cert)}}
+                    ],
+                    "users": [
+                        {
+                            "name": self.name,
+                            "user": {"client-certificate": str(p.admin_cert), "client-key": str(p.admin_key)},
+                        }
+                    ],
+                    "contexts": [{"name": self.name, "context": {"cluster": self.name, "user": self.name}}],
+                }
+            )
+        )
 
 
 def _http_get(url: str) -> bytes:

@@ -43,8 +43,7 @@ def install(client: KubeClient, crds: list[dict]) -> None:
     """
     # In parallel: each apply waits mostly on the server compiling the schema.
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda crd: client.apply(
-            f"{_CRD_PATH}/{crd['metadata']['name']}", crd, "mesh-lab"), crds))
+        list(pool.map(lambda crd: client.apply(f"{_CRD_PATH}/{crd['metadata']['name']}", crd, "mesh-lab"), crds))
     wait_usable(client, crds)
 
 

@@ -56,8 +56,9 @@ def render(istio: Mapping[str, Any], istioctl: str) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         iop = Path(tmp) / "iop.yaml"
         iop.write_text(yaml.safe_dump(istio_operator(istio)))
-        out = subprocess.run([istioctl, "manifest", "generate", "-f", str(iop)],
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [istioctl, "manifest", "generate", "-f", str(iop)], capture_output=True, text=True, timeout=120
+        )
     if out.returncode != 0:
         raise RuntimeError(f"istioctl manifest generate failed: {out.stderr.strip()[-2000:]}")
     objects = []

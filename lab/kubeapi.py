@@ -22,16 +22,14 @@ class ApiError(Exception):
 
 
 class KubeClient:
-    def __init__(self, server: str, ca_file: Path, cert_file: Path, key_file: Path,
-                 timeout: float = 10.0):
+    def __init__(self, server: str, ca_file: Path, cert_file: Path, key_file: Path, timeout: float = 10.0):
         self.server = server.rstrip("/")
         self.timeout = timeout
         self._ctx = ssl.create_default_context(cafile=str(ca_file))
         self._ctx.load_cert_chain(str(cert_file), str(key_file))
         self._resources: dict[str, dict[str, tuple[str, bool]]] = {}
 
-    def request(self, method: str, path: str, body: Any = None,
-                content_type: str = "application/json") -> Any:
+    def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.server + path, data=data, method=method)
         if data is not None:
@@ -63,8 +61,9 @@ class KubeClient:
         base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
         if api_version not in self._resources:
             listing = self.get(base)["resources"]
-            self._resources[api_version] = {r["kind"]: (r["name"], r["namespaced"])
-                                            for r in listing if "/" not in r["name"]}
+            self._resources[api_version] = {
+                r["kind"]: (r["name"], r["namespaced"]) for r in listing if "/" not in r["name"]
+            }
         plural, namespaced = self._resources[api_version][kind]
         md = obj["metadata"]
         scope = f"/namespaces/{md['namespace']}" if namespaced else ""
@@ -79,5 +78,6 @@ class KubeClient:
     def apply(self, path: str, body: Any, field_manager: str) -> Any:
         """Server-side apply. JSON is valid YAML, so the apply content type takes it;
         force: the lab owns what it applies, whoever last touched it."""
-        return self.request("PATCH", f"{path}?fieldManager={field_manager}&force=true",
-                            body, "application/apply-patch+yaml")
+        return self.request(
+            "PATCH", f"{path}?fieldManager={field_manager}&force=true", body, "application/apply-patch+yaml"
+        )

@@ -60,8 +60,13 @@ SELECTOR = "app=istiod"
 # Marks the Pod this stand-in made for a Deployment (in place of a ReplicaSet's pod-template-hash).
 POD_LABEL = "lab.mesh/deployment"
 # pilot-discovery's flag for the listener of each port of its container (istiod chart ports).
-LISTEN_FLAGS = {8080: "--httpAddr", 15010: "--grpcAddr", 15012: "--secureGRPCAddr",
-                15014: "--monitoringAddr", 15017: "--httpsAddr"}
+LISTEN_FLAGS = {
+    8080: "--httpAddr",
+    15010: "--grpcAddr",
+    15012: "--secureGRPCAddr",
+    15014: "--monitoringAddr",
+    15017: "--httpsAddr",
+}
 CTRLZ_PORT = 9876
 BACKOFF_START, BACKOFF_MAX = 10.0, 300.0  # the kubelet's crash-loop back-off
 
@@ -122,8 +127,12 @@ class IstiodPod:
 
     def identity(self, deployment: dict) -> pod.PodIdentity:
         spec = deployment["spec"]["template"]["spec"]
-        return pod.PodIdentity(f"{self.deployment}-{_template_hash(deployment)}-lab", self.namespace,
-                               spec.get("serviceAccountName") or "default", self.ip)
+        return pod.PodIdentity(
+            f"{self.deployment}-{_template_hash(deployment)}-lab",
+            self.namespace,
+            spec.get("serviceAccountName") or "default",
+            self.ip,
+        )
 
     def running(self) -> bool:
         return procs.alive(self.pid, str(self.dir))
@@ -136,8 +145,9 @@ class IstiodPod:
             self.template, self.restarts, self._volumes = template, 0, None
         identity = self.identity(deployment)
         if self._volumes is None:
-            self._volumes = pod.Volumes(client, identity, deployment["spec"]["template"],
-                                        self.dir / "root", self.plane.pki.ca_cert.read_bytes())
+            self._volumes = pod.Volumes(
+                client, identity, deployment["spec"]["template"], self.dir / "root", self.plane.pki.ca_cert.read_bytes()
+            )
         self._volumes.sync()
         if not self.running():
             if self.pid is not None:
@@ -145,8 +155,10 @@ class IstiodPod:
                 self._next_start = time.monotonic() + min(BACKOFF_START * 2 ** (self.restarts - 1), BACKOFF_MAX)
                 self.pid = None
                 with open(self.log, "a") as out:
-                    out.write(f"--- lab.kubelet_standin {_now()}: istiod exited; restart {self.restarts} "
-                              f"in {self._next_start - time.monotonic():.0f}s\n")
+                    out.write(
+                        f"--- lab.kubelet_standin {_now()}: istiod exited; restart {self.restarts} "
+                        f"in {self._next_start - time.monotonic():.0f}s\n"
+                    )
             if time.monotonic() >= self._next_start:
                 self.start(client, deployment, identity)
         c = pod.container(deployment["spec"]["template"])
@@ -160,14 +172,24 @@ class IstiodPod:
         env = pod.environment(client, identity, c, self._volumes)
         kubeconfig = self.dir / "kubeconfig"
         sa = self._volumes.service_account_dir
-        kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "in-cluster",
-            "clusters": [{"name": "in-cluster", "cluster": {
-                "server": self.plane.server, "certificate-authority": str(sa / "ca.crt")}}],
-            # tokenFile is re-read by client-go, so refreshed tokens are used, as in a pod.
-            "users": [{"name": "in-cluster", "user": {"tokenFile": str(sa / "token")}}],
-            "contexts": [{"name": "in-cluster", "context": {"cluster": "in-cluster", "user": "in-cluster"}}],
-        }))
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "in-cluster",
+                    "clusters": [
+                        {
+                            "name": "in-cluster",
+                            "cluster": {"server": self.plane.server, "certificate-authority": str(sa / "ca.crt")},
+                        }
+                    ],
+                    # tokenFile is re-read by client-go, so refreshed tokens are used, as in a pod.
+                    "users": [{"name": "in-cluster", "user": {"tokenFile": str(sa / "token")}}],
+                    "contexts": [{"name": "in-cluster", "context": {"cluster": "in-cluster", "user": "in-cluster"}}],
+                }
+            )
+        )
         args = list(c.get("args") or [])
         listen = []
         for port in c.get("ports") or []:
@@ -175,8 +197,14 @@ class IstiodPod:
             if flag:
                 listen += [f"{flag}={self.ip}:{port['containerPort']}"]
         # Later flags win: the pod's own args first, then where this host differs from a pod.
-        argv = [self.binary, *args, f"--kubeconfig={kubeconfig}", *listen,
-                f"--ctrlz_address={self.ip}", f"--ctrlz_port={CTRLZ_PORT}"]
+        argv = [
+            self.binary,
+            *args,
+            f"--kubeconfig={kubeconfig}",
+            *listen,
+            f"--ctrlz_address={self.ip}",
+            f"--ctrlz_port={CTRLZ_PORT}",
+        ]
         proc_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.dir / "root"), **env}
         self.dir.mkdir(parents=True, exist_ok=True)
         with open(self.log, "a") as out:
@@ -191,10 +219,19 @@ class IstiodPod:
         self.ready = False
 
     def save(self) -> None:
-        state = {"cluster": self.plane.name, "namespace": self.namespace, "deployment": self.deployment,
-                 "pid": self.pid, "ip": self.ip, "template": self.template, "restarts": self.restarts,
-                 "startedAt": self.started_at, "ready": self.ready, "log": str(self.log),
-                 "ports": {flag.lstrip("-"): f"{self.ip}:{port}" for port, flag in LISTEN_FLAGS.items()}}
+        state = {
+            "cluster": self.plane.name,
+            "namespace": self.namespace,
+            "deployment": self.deployment,
+            "pid": self.pid,
+            "ip": self.ip,
+            "template": self.template,
+            "restarts": self.restarts,
+            "startedAt": self.started_at,
+            "ready": self.ready,
+            "log": str(self.log),
+            "ports": {flag.lstrip("-"): f"{self.ip}:{port}" for port, flag in LISTEN_FLAGS.items()},
+        }
         write_state(self.dir, state)
 
     # -- what the controllers would report -------------------------------------------------
@@ -208,17 +245,31 @@ class IstiodPod:
             return
         self._publish_pod(client, deployment, identity)
         available = 1 if self.ready else 0
-        message = ("istiod answers its readiness probe" if self.ready
-                   else "istiod does not answer its readiness probe yet")
-        condition = {"type": "Available", "status": "True" if self.ready else "False",
-                     "reason": "MinimumReplicasAvailable" if self.ready else "MinimumReplicasUnavailable",
-                     "message": f"{message} (lab.kubelet_standin: istiod runs as a process of the lab host)",
-                     "lastUpdateTime": _now(), "lastTransitionTime": _now()}
+        message = (
+            "istiod answers its readiness probe" if self.ready else "istiod does not answer its readiness probe yet"
+        )
+        condition = {
+            "type": "Available",
+            "status": "True" if self.ready else "False",
+            "reason": "MinimumReplicasAvailable" if self.ready else "MinimumReplicasUnavailable",
+            "message": f"{message} (lab.kubelet_standin: istiod runs as a process of the lab host)",
+            "lastUpdateTime": _now(),
+            "lastTransitionTime": _now(),
+        }
         client.merge_patch(
             f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{self.deployment}/status",
-            {"status": {"observedGeneration": generation, "replicas": 1, "updatedReplicas": 1,
-                        "readyReplicas": available, "availableReplicas": available,
-                        "unavailableReplicas": 1 - available, "conditions": [condition]}})
+            {
+                "status": {
+                    "observedGeneration": generation,
+                    "replicas": 1,
+                    "updatedReplicas": 1,
+                    "readyReplicas": available,
+                    "availableReplicas": available,
+                    "unavailableReplicas": 1 - available,
+                    "conditions": [condition],
+                }
+            },
+        )
         self._published = key
 
     def _publish_pod(self, client: KubeClient, deployment: dict, identity: pod.PodIdentity) -> None:
@@ -234,29 +285,56 @@ class IstiodPod:
             if error.status != 404:
                 raise
             md = deployment["metadata"]
-            client.request("POST", base, {
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": identity.name, "namespace": self.namespace,
-                             "labels": {**(template["metadata"].get("labels") or {}), POD_LABEL: self.deployment},
-                             "annotations": template["metadata"].get("annotations") or {},
-                             # Gone with its Deployment (the garbage collector runs in the lab).
-                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
-                                                  "name": md["name"], "uid": md["uid"]}]},
-                "spec": template["spec"],
-            })
+            client.request(
+                "POST",
+                base,
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {
+                        "name": identity.name,
+                        "namespace": self.namespace,
+                        "labels": {**(template["metadata"].get("labels") or {}), POD_LABEL: self.deployment},
+                        "annotations": template["metadata"].get("annotations") or {},
+                        # Gone with its Deployment (the garbage collector runs in the lab).
+                        "ownerReferences": [
+                            {"apiVersion": "apps/v1", "kind": "Deployment", "name": md["name"], "uid": md["uid"]}
+                        ],
+                    },
+                    "spec": template["spec"],
+                },
+            )
         c = pod.container(template)
         ready = "True" if self.ready else "False"
-        client.merge_patch(f"{base}/{identity.name}/status", {"status": {
-            "phase": "Running" if self.pid else "Pending", "podIP": self.ip, "podIPs": [{"ip": self.ip}],
-            "hostIP": "127.0.0.1", "startTime": self.started_at,
-            "conditions": [{"type": t, "status": ready, "lastTransitionTime": _now()}
-                           for t in ("Ready", "ContainersReady")],
-            "containerStatuses": [{"name": c["name"], "ready": self.ready, "started": bool(self.pid),
-                                   "restartCount": self.restarts, "image": c.get("image", ""), "imageID": "",
-                                   "containerID": f"process://{self.pid}" if self.pid else "",
-                                   "state": {"running": {"startedAt": self.started_at}} if self.pid
-                                   else {"waiting": {"reason": "CrashLoopBackOff" if self.restarts else "ContainerCreating"}}}],
-        }})
+        client.merge_patch(
+            f"{base}/{identity.name}/status",
+            {
+                "status": {
+                    "phase": "Running" if self.pid else "Pending",
+                    "podIP": self.ip,
+                    "podIPs": [{"ip": self.ip}],
+                    "hostIP": "127.0.0.1",
+                    "startTime": self.started_at,
+                    "conditions": [
+                        {"type": t, "status": ready, "lastTransitionTime": _now()} for t in ("Ready", "ContainersReady")
+                    ],
+                    "containerStatuses": [
+                        {
+                            "name": c["name"],
+                            "ready": self.ready,
+                            "started": bool(self.pid),
+                            "restartCount": self.restarts,
+                            "image": c.get("image", ""),
+                            "imageID": "",
+                            "containerID": f"process://{self.pid}" if self.pid else "",
+                            "state": {"running": {"startedAt": self.started_at}}
+                            if self.pid
+                            else {"waiting": {"reason": "CrashLoopBackOff" if self.restarts else "ContainerCreating"}},
+                        }
+                    ],
+                }
+            },
+        )
 
 
 def _probe(url: Optional[str]) -> bool:

@@ -46,14 +46,18 @@ class Lab:
     """`with Lab(dir, clusters=["east", "west"]) as lab:` brings the clusters up
     and takes them down again; `up()`/`down()` do the same explicitly."""
 
-    def __init__(self, dir: str | Path | None = None, clusters=DEFAULT_CLUSTERS,
-                 crds_dir: str | Path | None = None, standin: bool = True):
+    def __init__(
+        self,
+        dir: str | Path | None = None,
+        clusters=DEFAULT_CLUSTERS,
+        crds_dir: str | Path | None = None,
+        standin: bool = True,
+    ):
         # Absolute: the path is the marker that identifies the lab's processes.
         self.dir = Path(dir or default_dir()).resolve()
         self.names = list(clusters)
         # Names become kubeconfig contexts and folder names: keep them DNS labels.
-        if (not self.names or len(set(self.names)) != len(self.names)
-                or not all(_NAME.fullmatch(n) for n in self.names)):
+        if not self.names or len(set(self.names)) != len(self.names) or not all(_NAME.fullmatch(n) for n in self.names):
             raise ValueError(f"cluster names must be unique lowercase DNS labels: {self.names}")
         self.crds_dir = Path(crds_dir) if crds_dir else crds.default_dir()
         self.standin = standin
@@ -184,8 +188,13 @@ class Lab:
             cluster["istiod"] = istiods.get(name, {})
         standin = procs.alive(self._standin_pid, str(self.dir)) if self.standin else "disabled"
         kubelet = procs.alive(self._kubelet_pid, str(self.dir)) if self.standin else "disabled"
-        return {"dir": str(self.dir), "kubeconfig": str(self.kubeconfig_path),
-                "clusters": clusters, "operator_standin": standin, "kubelet_standin": kubelet}
+        return {
+            "dir": str(self.dir),
+            "kubeconfig": str(self.kubeconfig_path),
+            "clusters": clusters,
+            "operator_standin": standin,
+            "kubelet_standin": kubelet,
+        }
 
     def __enter__(self) -> "Lab":
         return self.up()
@@ -203,10 +212,12 @@ class Lab:
         plane.wait_controller_manager()
 
     def _start_module(self, module: str) -> int:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-        return procs.start([sys.executable, "-m", f"lab.{module}", "--dir", str(self.dir)],
-                           self.dir / f"{module.replace('_', '-')}.log", env)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        return procs.start(
+            [sys.executable, "-m", f"lab.{module}", "--dir", str(self.dir)],
+            self.dir / f"{module.replace('_', '-')}.log",
+            env,
+        )
 
     def _start_standin(self) -> None:
         self._standin_pid = self._start_module("operator_standin")
@@ -221,11 +232,11 @@ class Lab:
         # stand-in stops its istiods on SIGTERM; any it could not (killed, crashed) go next.
         procs.stop([p for p in (self._standin_pid, self._kubelet_pid) if p], marker)
         self._standin_pid = self._kubelet_pid = None
-        procs.stop([s["pid"] for d in pod_state.pod_dirs(self.dir)
-                    if (s := pod_state.read_state(d)).get("pid")], marker)
+        procs.stop(
+            [s["pid"] for d in pod_state.pod_dirs(self.dir) if (s := pod_state.read_state(d)).get("pid")], marker
+        )
         for components in (("kube-controller-manager", "kube-apiserver"), ("etcd",)):
-            procs.stop([p.pids[c] for p in self._planes.values() for c in components
-                        if c in p.pids], marker)
+            procs.stop([p.pids[c] for p in self._planes.values() for c in components if c in p.pids], marker)
             for p in self._planes.values():
                 for c in components:
                     p.pids.pop(c, None)
@@ -237,8 +248,7 @@ class Lab:
             Lab(self.dir).down()
         elif any(self.dir.iterdir()):
             # Without lab.json this is not a lab's dir: never delete someone's files.
-            raise RuntimeError(f"{self.dir} exists and holds no lab.json; "
-                               "remove it or choose another --dir")
+            raise RuntimeError(f"{self.dir} exists and holds no lab.json; remove it or choose another --dir")
 
     def _load_state(self) -> None:
         state = json.loads(self.state_path.read_text())
@@ -250,9 +260,13 @@ class Lab:
 
     def _save(self) -> None:
         with self._lock:  # clusters start in parallel threads
-            state = {"kubeconfig": str(self.kubeconfig_path), "standin": self.standin,
-                     "standin_pid": self._standin_pid, "kubelet_pid": self._kubelet_pid,
-                     "clusters": [p.to_json() for p in self._planes.values()]}
+            state = {
+                "kubeconfig": str(self.kubeconfig_path),
+                "standin": self.standin,
+                "standin_pid": self._standin_pid,
+                "kubelet_pid": self._kubelet_pid,
+                "clusters": [p.to_json() for p in self._planes.values()],
+            }
             tmp = self.state_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(state, indent=2) + "\n")
             os.replace(tmp, self.state_path)  # never a half-written lab.json
@@ -264,14 +278,33 @@ class Lab:
             return base64.b64encode(path.read_bytes()).decode()
 
         planes = list(self._planes.values())
-        self.kubeconfig_path.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": planes[0].name,
-            "clusters": [{"name": p.name, "cluster": {
-                "server": p.server, "certificate-authority-data": b64(p.pki.ca_cert)}}
-                for p in planes],
-            "users": [{"name": f"{p.name}-admin", "user": {
-                "client-certificate-data": b64(p.pki.admin_cert),
-                "client-key-data": b64(p.pki.admin_key)}} for p in planes],
-            "contexts": [{"name": p.name, "context": {"cluster": p.name, "user": f"{p.name}-admin"}}
-                         for p in planes],
-        }, sort_keys=False))
+        self.kubeconfig_path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": planes[0].name,
+                    "clusters": [
+                        {
+                            "name": p.name,
+                            "cluster": {"server": p.server, "certificate-authority-data": b64(p.pki.ca_cert)},
+                        }
+                        for p in planes
+                    ],
+                    "users": [
+                        {
+                            "name": f"{p.name}-admin",
+                            "user": {
+                                "client-certificate-data": b64(p.pki.admin_cert),
+                                "client-key-data": b64(p.pki.admin_key),
+                            },
+                        }
+                        for p in planes
+                    ],
+                    "contexts": [
+                        {"name": p.name, "context": {"cluster": p.name, "user": f"{p.name}-admin"}} for p in planes
+                    ],
+                },
+                sort_keys=False,
+            )
+        )

@@ -42,8 +42,7 @@ _KINDS = {
 }
 
 
-def operator_status(obj: dict, condition_types: tuple[str, ...], now: str,
-                    not_ready: str | None = None) -> dict:
+def operator_status(obj: dict, condition_types: tuple[str, ...], now: str, not_ready: str | None = None) -> dict:
     """The status the Sail operator reports for `obj`: healthy, or (with `not_ready`, the reason
     istiod is not ready) Ready False with reason IstiodNotReady."""
     old = {c.get("type"): c for c in obj.get("status", {}).get("conditions", [])}
@@ -54,13 +53,20 @@ def operator_status(obj: dict, condition_types: tuple[str, ...], now: str,
         status = "True" if healthy else "False"
         # Like the operator: the transition time moves only when the status does.
         since = prev.get("lastTransitionTime") if prev.get("status") == status else None
-        condition = {"type": t, "status": status, "message": _MESSAGE if healthy else f"{not_ready} ({_MESSAGE})",
-                     "lastTransitionTime": since or now}
+        condition = {
+            "type": t,
+            "status": status,
+            "message": _MESSAGE if healthy else f"{not_ready} ({_MESSAGE})",
+            "lastTransitionTime": since or now,
+        }
         if not healthy:
             condition["reason"] = "IstiodNotReady"
         conditions.append(condition)
-    status = {"observedGeneration": obj["metadata"].get("generation", 1),
-              "conditions": conditions, "state": "Healthy" if not not_ready else "NotReady"}
+    status = {
+        "observedGeneration": obj["metadata"].get("generation", 1),
+        "conditions": conditions,
+        "state": "Healthy" if not not_ready else "NotReady",
+    }
     if obj["kind"] == "Istio":
         # InPlace strategy: one revision, named after the Istio object.
         status["activeRevisionName"] = obj["metadata"]["name"]
@@ -72,8 +78,11 @@ def _needs_status(obj: dict, condition_types: tuple[str, ...], not_ready: str | 
     status = obj.get("status") or {}
     true = {c.get("type") for c in status.get("conditions", []) if c.get("status") == "True"}
     wanted = set(condition_types) - ({"Ready"} if not_ready else set())
-    return (status.get("observedGeneration") != obj["metadata"].get("generation")
-            or status.get("state") != ("NotReady" if not_ready else "Healthy") or true != wanted)
+    return (
+        status.get("observedGeneration") != obj["metadata"].get("generation")
+        or status.get("state") != ("NotReady" if not_ready else "Healthy")
+        or true != wanted
+    )
 
 
 def istiod_deployment_name(istio: dict) -> str:
@@ -93,7 +102,9 @@ def istiod_not_ready(client: KubeClient, istio: dict) -> str | None:
             return f"Deployment {namespace}/{name} not found"
         raise
     status = deployment.get("status") or {}
-    if status.get("observedGeneration") != deployment["metadata"].get("generation") or not status.get("availableReplicas"):
+    if status.get("observedGeneration") != deployment["metadata"].get("generation") or not status.get(
+        "availableReplicas"
+    ):
         return f"istiod Deployment {namespace}/{name} has no available replica"
     return None
 
@@ -146,8 +157,10 @@ class StandIn(standin.Loop):
             for obj in objects:
                 not_ready = istiod_not_ready(client, obj) if plural == "istios" and self.istioctl else None
                 if _needs_status(obj, types, not_ready):
-                    client.merge_patch(f"{base}/{obj['metadata']['name']}/status",
-                                       {"status": operator_status(obj, types, now, not_ready)})
+                    client.merge_patch(
+                        f"{base}/{obj['metadata']['name']}/status",
+                        {"status": operator_status(obj, types, now, not_ready)},
+                    )
         services = client.get("/api/v1/services")["items"]
         for svc in services:
             for ing in svc.get("status", {}).get("loadBalancer", {}).get("ingress") or []:
@@ -161,7 +174,8 @@ class StandIn(standin.Loop):
             md = svc["metadata"]
             client.merge_patch(
                 f"/api/v1/namespaces/{md['namespace']}/services/{md['name']}/status",
-                {"status": {"loadBalancer": {"ingress": [{"ip": self._next_ip()}]}}})
+                {"status": {"loadBalancer": {"ingress": [{"ip": self._next_ip()}]}}},
+            )
 
     def _next_ip(self) -> str:
         # 127.0.0.1 is the API servers' own address; start above it.

@@ -63,10 +63,25 @@ def _openssl(*args: str) -> None:
 
 def _leaf(pki: ClusterPKI, cert: Path, key: Path, subject: str, *exts: str) -> None:
     _openssl(
-        "req", "-x509", *_EC, "-keyout", str(key), "-out", str(cert), "-days", _DAYS,
-        "-CA", str(pki.ca_cert), "-CAkey", str(pki.ca_key), "-subj", subject,
-        "-addext", "basicConstraints=critical,CA:FALSE",
-        "-addext", "keyUsage=critical,digitalSignature,keyEncipherment",
+        "req",
+        "-x509",
+        *_EC,
+        "-keyout",
+        str(key),
+        "-out",
+        str(cert),
+        "-days",
+        _DAYS,
+        "-CA",
+        str(pki.ca_cert),
+        "-CAkey",
+        str(pki.ca_key),
+        "-subj",
+        subject,
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+        "-addext",
+        "keyUsage=critical,digitalSignature,keyEncipherment",
         *(a for e in exts for a in ("-addext", e)),
     )
 
@@ -78,13 +93,27 @@ def create(dir: Path, cluster: str) -> ClusterPKI:
         return pki
     dir.mkdir(parents=True, exist_ok=True)
     _openssl(
-        "req", "-x509", *_EC, "-keyout", str(pki.ca_key), "-out", str(pki.ca_cert),
-        "-days", _DAYS, "-subj", f"/CN=mesh-lab-{cluster}-ca",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+        "req",
+        "-x509",
+        *_EC,
+        "-keyout",
+        str(pki.ca_key),
+        "-out",
+        str(pki.ca_cert),
+        "-days",
+        _DAYS,
+        "-subj",
+        f"/CN=mesh-lab-{cluster}-ca",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
     )
     _leaf(
-        pki, pki.server_cert, pki.server_key, "/CN=kube-apiserver",
+        pki,
+        pki.server_cert,
+        pki.server_key,
+        "/CN=kube-apiserver",
         "extendedKeyUsage=serverAuth",
         # 10.0.0.1 and the kubernetes.* names are the in-cluster identity
         # (first IP of --service-cluster-ip-range); 127.0.0.1/localhost the lab's.
@@ -92,9 +121,7 @@ def create(dir: Path, cluster: str) -> ClusterPKI:
         "DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local",
     )
     # O=system:masters: the group RBAC binds to cluster-admin out of the box.
-    _leaf(pki, pki.admin_cert, pki.admin_key, "/O=system:masters/CN=mesh-lab-admin",
-          "extendedKeyUsage=clientAuth")
-    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-out", str(pki.sa_key))
+    _leaf(pki, pki.admin_cert, pki.admin_key, "/O=system:masters/CN=mesh-lab-admin", "extendedKeyUsage=clientAuth")
+    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-out", str(pki.sa_key))
     _openssl("pkey", "-in", str(pki.sa_key), "-pubout", "-out", str(pki.sa_pub))
     return pki

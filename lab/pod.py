@@ -91,17 +91,25 @@ class Volumes:
 
     `ca_data` is the cluster CA that the API-access volume carries as `ca.crt`."""
 
-    def __init__(self, client: KubeClient, pod: PodIdentity, template: Mapping[str, Any], root: Path,
-                 ca_data: bytes):
+    def __init__(self, client: KubeClient, pod: PodIdentity, template: Mapping[str, Any], root: Path, ca_data: bytes):
         self.client, self.pod, self.root, self.ca_data = client, pod, root, ca_data
-        self.mounts = {m["name"]: m["mountPath"] for c in template["spec"]["containers"]
-                       for m in c.get("volumeMounts") or []}
+        self.mounts = {
+            m["name"]: m["mountPath"] for c in template["spec"]["containers"] for m in c.get("volumeMounts") or []
+        }
         self.volumes = [v for v in template["spec"].get("volumes") or [] if v["name"] in self.mounts]
         if template["spec"].get("automountServiceAccountToken", True):
             # What the admission plugin adds: token (default audience), ca.crt, namespace.
             self.mounts[SERVICE_ACCOUNT_VOLUME] = SERVICE_ACCOUNT_DIR
-            self.volumes.append({"name": SERVICE_ACCOUNT_VOLUME, "projected": {"sources": [
-                {"serviceAccountToken": {"path": "token", "expirationSeconds": DEFAULT_TOKEN_SECONDS}}]}})
+            self.volumes.append(
+                {
+                    "name": SERVICE_ACCOUNT_VOLUME,
+                    "projected": {
+                        "sources": [
+                            {"serviceAccountToken": {"path": "token", "expirationSeconds": DEFAULT_TOKEN_SECONDS}}
+                        ]
+                    },
+                }
+            )
         self._token_born: dict[str, float] = {}
         for v in self.volumes:
             kinds = set(v) - {"name"}
@@ -159,8 +167,7 @@ class Volumes:
 
 def _quantity(value: str) -> float:
     """A Kubernetes resource quantity as a number (cores, or bytes)."""
-    suffixes = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-                "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+    suffixes = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
     for suffix in sorted(suffixes, key=len, reverse=True):
         if value.endswith(suffix):
             return float(value[: -len(suffix)]) * suffixes[suffix]

@@ -18,14 +18,20 @@ import time
 from pathlib import Path
 
 
-def start(argv: list[str], log: Path, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> int:
+def start(argv: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     if cwd is not None:
         cwd.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, cwd=cwd,
-                                stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            cwd=cwd,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
     # Popen (via vfork) may return while the kernel is still setting up the new
     # program, when /proc/PID/cmdline reads empty and `alive` would say no.
     deadline = time.monotonic() + 2

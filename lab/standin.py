@@ -56,8 +56,9 @@ def lab_planes(dir: Path) -> list[ControlPlane]:
 
 
 def main(prog: str, description: str, build: Callable[[Path], Loop], argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {prog}", description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dir", type=Path, required=True, help="the lab's state dir")
     parser.add_argument("--interval", type=float, default=1.0)
     args = parser.parse_args(argv)

@@ -154,7 +154,7 @@ class IntermediateCertificateAuthority(pulumi.ComponentResource):
     def cacerts(self, trust_bundle: pulumi.Input[str]) -> pulumi.Output[dict]:
         """The `cacerts` data as one secret Output: every trusted root in `root-cert.pem`."""
         return pulumi.Output.secret(
-            pulumi.Output.all(self.certificate_pem, self.private_key_pem, trust_bundle, self.root.certificate_pem).apply(
-                lambda values: cacerts_data(*values)
-            )
+            pulumi.Output.all(
+                self.certificate_pem, self.private_key_pem, trust_bundle, self.root.certificate_pem
+            ).apply(lambda values: cacerts_data(*values))
         )

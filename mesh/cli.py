@@ -53,7 +53,7 @@ def mesh_keys(document: Any, source: str) -> dict[str, Any]:
                 f"{source}: {key} is encrypted and only Pulumi can decrypt it; run "
                 "`pulumi config --json --show-secrets > mesh-config.json` and pass --config mesh-config.json"
             )
-        raw[key[len(prefix):]] = value
+        raw[key[len(prefix) :]] = value
     if not raw:
         raise UsageError(f"{source}: no `{prefix}` keys")
     return raw
@@ -104,8 +104,15 @@ def traffic_table(report: v.Report, results: Sequence[v.Result]) -> str:
     rows = []
     for row in report.traffic:
         counts = [row.versions[version] for version in versions]
-        rows.append([row.source, *counts, sum(row.errors.values()), _SHOWN[verdicts[row.source].status],
-                     verdicts[row.source].detail])
+        rows.append(
+            [
+                row.source,
+                *counts,
+                sum(row.errors.values()),
+                _SHOWN[verdicts[row.source].status],
+                verdicts[row.source].detail,
+            ]
+        )
     numbers = range(1, len(versions) + 2)
     return table(["FROM", *versions, "errors", "RESULT", "DETAIL"], rows, right=numbers)
 
@@ -165,7 +172,11 @@ def parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--json", action="store_true", help="one JSON document on stdout, for pipelines")
     verify.add_argument(
-        "--requests", type=_positive(int, "a whole number"), default=10, metavar="N", help="curl requests per source cluster (10)"
+        "--requests",
+        type=_positive(int, "a whole number"),
+        default=10,
+        metavar="N",
+        help="curl requests per source cluster (10)",
     )
     verify.add_argument(
         "--timeout",

@@ -50,7 +50,9 @@ class ControlPlane(pulumi.ComponentResource):
         if args.cni:
             cni_namespace = kube.create(name, args.cni[0], child)
             self.cni = kube.create(
-                name, args.cni[1], pulumi.ResourceOptions(parent=self, depends_on=[cni_namespace], custom_timeouts=ready)
+                name,
+                args.cni[1],
+                pulumi.ResourceOptions(parent=self, depends_on=[cni_namespace], custom_timeouts=ready),
             )
             # On OpenShift the Istio resource never turns healthy without CNI.
             depends.append(self.cni)

@@ -40,7 +40,6 @@ _FIELDS = {
 }
 
 
-
 def resource_name(cluster: str, manifest: Mapping[str, Any]) -> str:
     """A stack-unique logical name: cluster, kind, namespace (if any) and object name."""
     metadata = manifest["metadata"]

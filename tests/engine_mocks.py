@@ -143,7 +143,9 @@ async def resolve(value: Any) -> tuple[Any, bool]:
     return value, False
 
 
-def run_stack(raw: dict, preview: bool = False, previous_outputs: Optional[dict] = None) -> tuple[RecordingMonitor, Any]:
+def run_stack(
+    raw: dict, preview: bool = False, previous_outputs: Optional[dict] = None
+) -> tuple[RecordingMonitor, Any]:
     """Run the program's entry (`mesh.program`) as `pulumi up` would on a stack whose `mesh:`
     config is `raw` (handed over as Pulumi does: scalars as text, the rest as JSON) and whose
     last update exported `previous_outputs`. Returns the monitor and the stack's outputs."""

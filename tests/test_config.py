@@ -53,14 +53,22 @@ BAD = [
     ("clusters.0.zone", "a", ["mesh:clusters[0].zone", "unknown key", "clusterName"]),
     ("clusters.0.name", "East", ["mesh:clusters[0].name", "'East'", "DNS-1123 label"]),
     ("clusters.1.network", "network 2", ["mesh:clusters[1].network", "'network 2'", "DNS-1123"]),
-    ("clusters.1.clusterName", "cluster1", ["mesh:clusters[1].clusterName", "'cluster1'", "already used", "clusters[0]"]),
+    (
+        "clusters.1.clusterName",
+        "cluster1",
+        ["mesh:clusters[1].clusterName", "'cluster1'", "already used", "clusters[0]"],
+    ),
     ("clusters.1.name", "east", ["mesh:clusters[1].name", "'east'", "already used"]),
     ("clusters.1.network", "network1", ["mesh:clusters[1].network", "'network1'", "already used"]),
     ("clusters.0.clusterName", DELETE, ["mesh:clusters[0].clusterName", "missing"]),
     ("clusters.0.apiServerUrl", "api.east:6443", ["mesh:clusters[0].apiServerUrl", "'api.east:6443'", "https://"]),
     ("clusters.0.apiServerUrl", "https://api.east:64x3", ["mesh:clusters[0].apiServerUrl", "numeric port"]),
     ("clusters.0.context", "nowhere", ["mesh:clusters[0].context", "'nowhere'", "east, west"]),
-    ("clusters.0.kubeconfig", "/does/not/exist", ["mesh:clusters[0].kubeconfig", "/does/not/exist", "existing kubeconfig"]),
+    (
+        "clusters.0.kubeconfig",
+        "/does/not/exist",
+        ["mesh:clusters[0].kubeconfig", "/does/not/exist", "existing kubeconfig"],
+    ),
     ("clusters.0.helloworldVersion", "v3", ["mesh:clusters[0].helloworldVersion", "'v3'", "v1, v2"]),
     ("clusters.0.egressCidrs", ["10.0.0.1/8"], ["mesh:clusters[0].egressCidrs[0]", "CIDR"]),
     ("istioVersion", "1.28", ["mesh:istioVersion", "'1.28'", "v1.28.0"]),
@@ -81,10 +89,18 @@ BAD = [
         {"rootValidityHours": 10, "intermediateValidityHours": 20},
         ["mesh:certificates.intermediateValidityHours", "20", "cannot outlive"],
     ),
-    ("certificates", {"rootRotation": "swap", "rootGeneration": 1}, ["mesh:certificates.rootRotation", "'swap'", "trust, sign, retire"]),
+    (
+        "certificates",
+        {"rootRotation": "swap", "rootGeneration": 1},
+        ["mesh:certificates.rootRotation", "'swap'", "trust, sign, retire"],
+    ),
     ("certificates", {"rootRotation": "trust"}, ["mesh:certificates.rootGeneration", "0", "1 or more"]),
     ("certificates", {"rootGeneration": -1}, ["mesh:certificates.rootGeneration", "-1", "0 or more"]),
-    ("certificates", {"rootRotationWaitHours": "a day"}, ["mesh:certificates.rootRotationWaitHours", "'a day'", "0 or more"]),
+    (
+        "certificates",
+        {"rootRotationWaitHours": "a day"},
+        ["mesh:certificates.rootRotationWaitHours", "'a day'", "0 or more"],
+    ),
 ]
 
 
@@ -124,7 +140,9 @@ def test_inline_kubeconfig_is_accepted(east_west):
 
 def test_stack_config_values_arrive_as_json_text(east_west):
     """Pulumi hands structured values to the program as JSON strings and scalars as text."""
-    raw = {f"mesh:{key}": json.dumps(value) if not isinstance(value, str) else value for key, value in east_west.items()}
+    raw = {
+        f"mesh:{key}": json.dumps(value) if not isinstance(value, str) else value for key, value in east_west.items()
+    }
     raw["other:key"] = "not ours"
     pulumi.runtime.set_all_config(raw)
     try:
@@ -139,7 +157,9 @@ def test_stack_config_values_arrive_as_json_text(east_west):
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.SECRET-TOKEN-VALUE"
 INLINE = {
-    "apiVersion": "v1", "kind": "Config", "current-context": "east",
+    "apiVersion": "v1",
+    "kind": "Config",
+    "current-context": "east",
     "clusters": [{"name": "east", "cluster": {"server": "https://api.east.example.com:6443"}}],
     "users": [{"name": "east", "user": {"token": TOKEN}}],
     "contexts": [{"name": "east", "context": {"cluster": "east", "user": "east"}}],
@@ -148,6 +168,7 @@ INLINE = {
 
 def _yaml(document) -> str:
     import yaml
+
     return yaml.safe_dump(document)
 
 
@@ -156,7 +177,11 @@ WRONG_SHAPES = [
     ("clusters.0.kubeconfig", INLINE, ["mesh:clusters[0].kubeconfig", "a mapping of 6 key(s)", "YAML block"]),
     ("clusters.0.kubeconfig", [INLINE], ["mesh:clusters[0].kubeconfig", "a list of 1 item(s)"]),
     ("clusters.0.kubeconfig", 12345, ["mesh:clusters[0].kubeconfig", "int (not shown)"]),
-    ("clusters.0.kubeconfig", _yaml(INLINE) + "  bad: [\n", ["mesh:clusters[0].kubeconfig", "not shown", "kubeconfig YAML"]),
+    (
+        "clusters.0.kubeconfig",
+        _yaml(INLINE) + "  bad: [\n",
+        ["mesh:clusters[0].kubeconfig", "not shown", "kubeconfig YAML"],
+    ),
     ("clusters.0.kubeconfig", "- " + json.dumps(INLINE) + "\n", ["mesh:clusters[0].kubeconfig", "kubeconfig YAML"]),
     ("clusters.0.kubeconfig", json.dumps(dict(INLINE, contexts=[])), ["mesh:clusters[0].context", "(it has none)"]),
     ("clusters.0.context", "nope", ["mesh:clusters[0].context", "'nope'", "east"]),
@@ -205,14 +230,19 @@ def test_the_same_cluster_entered_twice_is_refused(east_west):
         "'east' does: one cluster entered twice; expected a context of another cluster"
     )
     raw = mutate(east_west, "clusters.1.apiServerUrl", east_west["clusters"][0]["apiServerUrl"])
-    with pytest.raises(config.ConfigError, match=r"mesh:clusters\[1\].apiServerUrl: .* is already used by mesh:clusters\[0\]"):
+    with pytest.raises(
+        config.ConfigError, match=r"mesh:clusters\[1\].apiServerUrl: .* is already used by mesh:clusters\[0\]"
+    ):
         config.parse(raw)
 
 
-@pytest.mark.parametrize("url,fragment", [
-    ("https://api.east.example.com:6443/?insecure=1", "without a query or fragment"),
-    ("https://api.east.example.com:6443/#x", "without a query or fragment"),
-])
+@pytest.mark.parametrize(
+    "url,fragment",
+    [
+        ("https://api.east.example.com:6443/?insecure=1", "without a query or fragment"),
+        ("https://api.east.example.com:6443/#x", "without a query or fragment"),
+    ],
+)
 def test_an_api_server_url_with_a_query_is_refused(east_west, url, fragment):
     with pytest.raises(config.ConfigError, match=fragment):
         config.parse(mutate(east_west, "clusters.0.apiServerUrl", url))
@@ -230,10 +260,13 @@ def test_a_path_in_the_api_server_url_is_accepted(east_west):
     assert config.parse(mutate(east_west, "clusters.0.apiServerUrl", url)).clusters[0].api_server_url == url
 
 
-@pytest.mark.parametrize("certificates,key,algorithm", [
-    ({"ecdsaCurve": "P384"}, "ecdsaCurve", "RSA"),
-    ({"keyAlgorithm": "ECDSA", "rsaBits": 2048}, "rsaBits", "ECDSA"),
-])
+@pytest.mark.parametrize(
+    "certificates,key,algorithm",
+    [
+        ({"ecdsaCurve": "P384"}, "ecdsaCurve", "RSA"),
+        ({"keyAlgorithm": "ECDSA", "rsaBits": 2048}, "rsaBits", "ECDSA"),
+    ],
+)
 def test_a_setting_of_the_other_key_algorithm_is_refused_not_ignored(east_west, certificates, key, algorithm):
     with pytest.raises(config.ConfigError) as error:
         config.parse(dict(east_west, certificates=certificates))

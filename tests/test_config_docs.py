@@ -42,8 +42,11 @@ def test_the_shipped_stack_files_pass_the_json_schema(validator, stack):
 
 # What the schema cannot say (it sees one file, not the kubeconfig, nor a value beside another).
 NOT_IN_THE_SCHEMA = {
-    "clusters.1.clusterName", "clusters.1.name", "clusters.1.network",  # unique across clusters
-    "clusters.0.context", "clusters.0.kubeconfig",  # a context of the kubeconfig file
+    "clusters.1.clusterName",
+    "clusters.1.name",
+    "clusters.1.network",  # unique across clusters
+    "clusters.0.context",
+    "clusters.0.kubeconfig",  # a context of the kubeconfig file
     "certificates",  # cross-key certificate rules; the per-key ones are checked below
     "clusters.0.egressCidrs",  # '10.0.0.1/8' has host bits set: a pattern can only say "CIDR-shaped"
 }
@@ -66,8 +69,14 @@ def test_the_json_schema_refuses_what_the_program_refuses_by_key(validator, east
 def _per_key(certificates: dict) -> bool:
     """A certificates value the program refuses for one key alone (not for a rule across keys)."""
     return any(
-        (key, value) in {("rsaBits", 1024), ("keyAlgorithm", "DSA"), ("rootRotation", "swap"),
-                         ("rootGeneration", -1), ("rootRotationWaitHours", "a day")}
+        (key, value)
+        in {
+            ("rsaBits", 1024),
+            ("keyAlgorithm", "DSA"),
+            ("rootRotation", "swap"),
+            ("rootGeneration", -1),
+            ("rootRotationWaitHours", "a day"),
+        }
         for key, value in certificates.items()
     )
 

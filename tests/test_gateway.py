@@ -39,9 +39,7 @@ def test_gateway_objects_match_the_sail_manifests(network):
         if doc
     ]
     ours = [_ours_as_upstream(m) for m in gateway.eastwest_gateway_manifests(network, ["203.0.113.0/24"])]
-    assert [(m["kind"], m["metadata"]["name"]) for m in ours] == [
-        (m["kind"], m["metadata"]["name"]) for m in upstream
-    ]
+    assert [(m["kind"], m["metadata"]["name"]) for m in ours] == [(m["kind"], m["metadata"]["name"]) for m in upstream]
     for mine, theirs in zip(ours, upstream):
         assert mine == theirs, mine["kind"]
 

@@ -36,7 +36,9 @@ def test_a_peer_istiod_does_not_have_names_the_missing_secret(mesh):
     east, west = mesh.clusters
     status, detail = ic.peer_result(east, west, [c for c in CLUSTERZ if c["id"] != "cluster2"], None)
     assert status == "fail"
-    assert detail == "istiod has no remote cluster cluster2: istiod has not (yet) read secret istio-remote-secret-cluster2"
+    assert (
+        detail == "istiod has no remote cluster cluster2: istiod has not (yet) read secret istio-remote-secret-cluster2"
+    )
 
 
 def test_a_peer_still_syncing_carries_the_remote_secret_checks_finding(mesh):
@@ -58,7 +60,9 @@ def shards(cluster: str) -> dict:
 def test_the_real_answers_are_read():
     assert ic.remote_clusters(CLUSTERZ)["cluster2"]["syncStatus"] == "synced"
     assert ic.network_gateways(NETWORKZ)["network2"] == [(WEST_GATEWAY, 15443)]
-    assert [e["Addresses"] for e in ic.shard_endpoints(SHARDZ, ic.HELLOWORLD_HOST, "sample")["cluster2"]] == [["10.244.2.10"]]
+    assert [e["Addresses"] for e in ic.shard_endpoints(SHARDZ, ic.HELLOWORLD_HOST, "sample")["cluster2"]] == [
+        ["10.244.2.10"]
+    ]
 
 
 def test_endpoints_of_the_peer_behind_its_gateway_pass(mesh):

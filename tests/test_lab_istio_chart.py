@@ -46,10 +46,15 @@ def test_istiod_gets_the_charts_rights_not_cluster_admin(rendered):
     roles = {r["metadata"]["name"]: r for r in by_kind(rendered, "ClusterRole")}
     rules = roles["istiod-clusterrole-istio-system"]["rules"]
     assert any("endpointslices" in r.get("resources", []) for r in rules)
-    assert not any("*" in r.get("verbs", []) and "*" in r.get("resources", []) and "" in r.get("apiGroups", [])
-                   for r in rules)
-    bindings = [b for b in by_kind(rendered, "ClusterRoleBinding") if b["roleRef"]["name"] == "istiod-clusterrole-istio-system"]
-    assert bindings and bindings[0]["subjects"] == [{"kind": "ServiceAccount", "name": "istiod", "namespace": "istio-system"}]
+    assert not any(
+        "*" in r.get("verbs", []) and "*" in r.get("resources", []) and "" in r.get("apiGroups", []) for r in rules
+    )
+    bindings = [
+        b for b in by_kind(rendered, "ClusterRoleBinding") if b["roleRef"]["name"] == "istiod-clusterrole-istio-system"
+    ]
+    assert bindings and bindings[0]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "istiod", "namespace": "istio-system"}
+    ]
 
 
 def test_crds_and_webhooks_are_left_out(rendered):

@@ -1,5 +1,5 @@
-"""The repository's own habits, run with the tests so CI runs them: ruff over the Python code
-(pyproject.toml, [tool.ruff]) and shellcheck over the shell scripts."""
+"""The repository's own habits, run with the tests so CI runs them: ruff's linter and formatter
+over the Python code (pyproject.toml, [tool.ruff]) and shellcheck over the shell scripts."""
 
 from __future__ import annotations
 
@@ -18,6 +18,13 @@ def _bin(name: str) -> str:
 def test_ruff_finds_nothing():
     done = subprocess.run([_bin("ruff"), "check", "--no-cache", "."], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_ruff_format_leaves_every_file_as_it_is():
+    done = subprocess.run(
+        [_bin("ruff"), "format", "--check", "--no-cache", "."], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 0, "run `ruff format .`:\n" + done.stdout + done.stderr
 
 
 def test_shellcheck_finds_nothing():

@@ -75,7 +75,9 @@ def test_network_label_agrees_across_namespace_istio_and_gateway(mesh_graph):
     cfg, registrations, _ = mesh_graph
     provider_map = providers(registrations)
     for cluster in cfg.clusters:
-        mine = [r for r in registrations if r.type.startswith("kubernetes:") and cluster_of(r, provider_map) == cluster.name]
+        mine = [
+            r for r in registrations if r.type.startswith("kubernetes:") and cluster_of(r, provider_map) == cluster.name
+        ]
         (namespace,) = by_kind(mine, "Namespace", "istio-system")
         assert namespace.metadata["labels"]["topology.istio.io/network"] == cluster.network
         (istio,) = [r for r in mine if r.type == "kubernetes:sailoperator.io/v1:Istio"]
@@ -99,7 +101,9 @@ def test_cacerts_has_four_keys_as_a_secret_and_precedes_istio(mesh_graph):
     cfg, registrations, _ = mesh_graph
     provider_map = providers(registrations)
     for cluster in cfg.clusters:
-        mine = [r for r in registrations if r.type.startswith("kubernetes:") and cluster_of(r, provider_map) == cluster.name]
+        mine = [
+            r for r in registrations if r.type.startswith("kubernetes:") and cluster_of(r, provider_map) == cluster.name
+        ]
         (cacerts,) = by_kind(mine, "Secret", "cacerts", "istio-system")
         assert sorted(cacerts.inputs["stringData"]) == sorted(CACERTS_KEYS)
         assert "stringData" in cacerts.secret_inputs
@@ -163,7 +167,9 @@ def test_reader_uses_its_own_names_and_least_privilege(east_west):
     assert len(roles) == 2
     verbs = {verb for rule in roles[0].inputs["rules"] for verb in rule["verbs"]}
     assert verbs == {"get", "list", "watch", "create"}
-    tokens = [r for r in registrations if r.kind == "Secret" and r.inputs.get("type") == "kubernetes.io/service-account-token"]
+    tokens = [
+        r for r in registrations if r.kind == "Secret" and r.inputs.get("type") == "kubernetes.io/service-account-token"
+    ]
     assert len(tokens) == 2
     for token in tokens:
         assert token.metadata["name"] == "istio-mesh-reader-token-a1b2c3"
@@ -249,12 +255,23 @@ def test_root_state_is_exported_and_an_unchanged_root_passes(east_west):
     "previous",
     [
         {"rootSettings": ROOT_SETTINGS},  # a stack made before root rotation existed
-        {"rootCertificateAuthority": {"generation": 0, "phase": "steady", "since": "2026-01-01T00:00:00Z", "settings": {"0": ROOT_SETTINGS}}},
+        {
+            "rootCertificateAuthority": {
+                "generation": 0,
+                "phase": "steady",
+                "since": "2026-01-01T00:00:00Z",
+                "settings": {"0": ROOT_SETTINGS},
+            }
+        },
     ],
 )
 @pytest.mark.parametrize(
     "change,key",
-    [({"rsaBits": 2048}, "rsaBits"), ({"rootValidityHours": 175200}, "rootValidityHours"), ({"keyAlgorithm": "ECDSA"}, "keyAlgorithm")],
+    [
+        ({"rsaBits": 2048}, "rsaBits"),
+        ({"rootValidityHours": 175200}, "rootValidityHours"),
+        ({"keyAlgorithm": "ECDSA"}, "keyAlgorithm"),
+    ],
 )
 def test_a_change_of_root_settings_is_refused_before_the_root_is_touched(east_west, change, key, previous):
     east_west["certificates"] = change

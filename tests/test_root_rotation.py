@@ -68,7 +68,11 @@ def test_the_whole_rotation_walks_through_and_records_each_roots_own_settings():
 @pytest.mark.parametrize(
     "previous,step,accepted",
     [
-        (state(0, "steady", {"0": RSA}), (1, "sign"), "rootGeneration 0 with rootRotation unset; rootGeneration 1 with rootRotation 'trust'"),
+        (
+            state(0, "steady", {"0": RSA}),
+            (1, "sign"),
+            "rootGeneration 0 with rootRotation unset; rootGeneration 1 with rootRotation 'trust'",
+        ),
         (state(0, "steady", {"0": RSA}), (2, "trust"), "rootGeneration 1 with rootRotation 'trust'"),
         (state(1, "trust", {"0": RSA, "1": RSA}), (1, "retire"), "rootGeneration 1 with rootRotation 'sign'"),
         (state(1, "trust", {"0": RSA, "1": RSA}), (0, None), "rootGeneration 1 with rootRotation 'trust'"),
@@ -140,19 +144,54 @@ OLD, NEW = engine_mocks.fake_cert("mesh-root-ca-cert"), engine_mocks.fake_cert("
 @pytest.mark.parametrize(
     "phase,previous,roots,signed_by,intermediate,bundle",
     [
-        ("trust", state(0, "steady", {"0": RSA}), {"mesh-root-ca-cert": True, "mesh-root-ca-g1-cert": True}, OLD, "intermediate-ca-cert", OLD + NEW),
-        ("sign", state(1, "trust", {"0": RSA, "1": ECDSA}), {"mesh-root-ca-cert": True, "mesh-root-ca-g1-cert": True}, NEW, "intermediate-ca-g1-cert", OLD + NEW),
-        ("retire", state(1, "sign", {"0": RSA, "1": ECDSA}), {"mesh-root-ca-cert": False, "mesh-root-ca-g1-cert": True}, NEW, "intermediate-ca-g1-cert", NEW),
-        (None, state(1, "retire", {"0": RSA, "1": ECDSA}), {"mesh-root-ca-g1-cert": True}, NEW, "intermediate-ca-g1-cert", NEW),
+        (
+            "trust",
+            state(0, "steady", {"0": RSA}),
+            {"mesh-root-ca-cert": True, "mesh-root-ca-g1-cert": True},
+            OLD,
+            "intermediate-ca-cert",
+            OLD + NEW,
+        ),
+        (
+            "sign",
+            state(1, "trust", {"0": RSA, "1": ECDSA}),
+            {"mesh-root-ca-cert": True, "mesh-root-ca-g1-cert": True},
+            NEW,
+            "intermediate-ca-g1-cert",
+            OLD + NEW,
+        ),
+        (
+            "retire",
+            state(1, "sign", {"0": RSA, "1": ECDSA}),
+            {"mesh-root-ca-cert": False, "mesh-root-ca-g1-cert": True},
+            NEW,
+            "intermediate-ca-g1-cert",
+            NEW,
+        ),
+        (
+            None,
+            state(1, "retire", {"0": RSA, "1": ECDSA}),
+            {"mesh-root-ca-g1-cert": True},
+            NEW,
+            "intermediate-ca-g1-cert",
+            NEW,
+        ),
     ],
 )
-def test_every_cluster_gets_the_phases_roots_signer_and_bundle(east_west, phase, previous, roots, signed_by, intermediate, bundle):
+def test_every_cluster_gets_the_phases_roots_signer_and_bundle(
+    east_west, phase, previous, roots, signed_by, intermediate, bundle
+):
     cfg, registrations, outputs = build(east_west, phase, previous)
     assert {r.name: r.protect for r in registrations if r.type == ROOT_CERT} == roots
-    root_keys = {r.name: r.inputs for r in registrations if r.type == "tls:index/privateKey:PrivateKey" and "root" in r.name}
+    root_keys = {
+        r.name: r.inputs for r in registrations if r.type == "tls:index/privateKey:PrivateKey" and "root" in r.name
+    }
     if "mesh-root-ca-key" in root_keys:  # the old root is declared with its own settings
         assert (root_keys["mesh-root-ca-key"]["algorithm"], root_keys["mesh-root-ca-key"]["rsaBits"]) == ("RSA", 4096)
-    assert (root_keys["mesh-root-ca-g1-key"]["algorithm"], root_keys["mesh-root-ca-g1-key"]["ecdsaCurve"]) == ("ECDSA", "P256")
+    assert (root_keys["mesh-root-ca-g1-key"]["algorithm"], root_keys["mesh-root-ca-g1-key"]["ecdsaCurve"]) == (
+        "ECDSA",
+        "P256",
+    )
     intermediates = [r for r in registrations if r.type == INTERMEDIATE_CERT]
     assert sorted(r.name for r in intermediates) == sorted(f"{c.name}-{intermediate}" for c in cfg.clusters)
     assert all(r.inputs["caCertPem"] == signed_by for r in intermediates)

@@ -28,9 +28,7 @@ from mesh.plan.remote_secrets import remote_kubeconfig, remote_secret_manifest
 # What helloworld and curl really print (helloworld's app.py; curl; Envoy's 503 body).
 HELLO_V1 = "Hello version: v1, instance: helloworld-v1-776f57d5f6-s7zfc\n"
 HELLO_V2 = "Hello version: v2, instance: helloworld-v2-54df5f84b-9hxgw\n"
-CURL_REFUSED = (
-    "curl: (7) Failed to connect to helloworld.sample port 5000 after 3 ms: Couldn't connect to server\n"
-)
+CURL_REFUSED = "curl: (7) Failed to connect to helloworld.sample port 5000 after 3 ms: Couldn't connect to server\n"
 ENVOY_RESET = "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
 NOW = datetime.now(timezone.utc)
 
@@ -45,7 +43,9 @@ def _pem(certificate: x509.Certificate) -> str:
 def make_ca(common_name: str, issuer=None, days: int = 30, start: datetime = NOW - timedelta(hours=1)):
     """A CA certificate and key; self-signed unless `issuer` is a (certificate, key) pair."""
     key = ec.generate_private_key(ec.SECP256R1())  # fast; the checks do not care which kind
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Istio"), x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    name = x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Istio"), x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    )
     issuer_cert, issuer_key = issuer or (None, key)
     certificate = (
         x509.CertificateBuilder()
@@ -153,7 +153,10 @@ def test_intermediate_signed_by_a_foreign_root_under_the_mesh_root_fails(root):
     "damage, message",
     [
         (lambda d: d.pop("ca-key.pem"), "missing ca-key.pem: istiod fails on a partial bundle"),
-        (lambda d: d.update({"cert-chain.pem": d["root-cert.pem"] + d["ca-cert.pem"]}), "cert-chain.pem is not ca-cert.pem followed by the root in root-cert.pem that signed it"),
+        (
+            lambda d: d.update({"cert-chain.pem": d["root-cert.pem"] + d["ca-cert.pem"]}),
+            "cert-chain.pem is not ca-cert.pem followed by the root in root-cert.pem that signed it",
+        ),
         (lambda d: d.update({"root-cert.pem": b"not a certificate"}), "unreadable PEM data"),
     ],
 )
@@ -255,7 +258,9 @@ def sail(kind, ready="True", message="", generation=1, observed=1):
         "status": {
             "observedGeneration": observed,
             "state": "Healthy" if ready == "True" else "ReconcileError",
-            "conditions": [{"type": "Ready", "status": ready, "reason": "ReconcileError" if message else "", "message": message}],
+            "conditions": [
+                {"type": "Ready", "status": ready, "reason": "ReconcileError" if message else "", "message": message}
+            ],
             "activeRevisionName": "default",
         },
     }
@@ -373,7 +378,9 @@ def test_every_version_anywhere_is_expected_from_every_source(three_clusters):
     mesh = config.parse(three_clusters)  # east v1, west v2, south v1 (the defaults)
     assert v.expected_versions(mesh) == {"v1": ["east", "south"], "v2": ["west"]}
     _, results, _ = traffic(mesh, {"east": [HELLO_V1, HELLO_V2], "west": [HELLO_V2], "south": [HELLO_V1, HELLO_V2]})
-    assert results["west"].detail.startswith("never answered by v1 (east, south): traffic from west does not reach east, south")
+    assert results["west"].detail.startswith(
+        "never answered by v1 (east, south): traffic from west does not reach east, south"
+    )
     assert results["east"].status == results["south"].status == v.PASS
 
 
@@ -438,7 +445,9 @@ def write_stack_file(tmp_path, raw, name="Pulumi.test.yaml"):
 def test_config_errors_are_the_programs_and_exit_2(tmp_path, east_west, capsys):
     east_west["clusters"][1]["clusterName"] = "Cluster_2"
     assert cli.main(["verify", "--config", str(write_stack_file(tmp_path, east_west))]) == 2
-    assert capsys.readouterr().err.startswith("mesh verify: config mesh:clusters[1].clusterName: 'Cluster_2' is not accepted")
+    assert capsys.readouterr().err.startswith(
+        "mesh verify: config mesh:clusters[1].clusterName: 'Cluster_2' is not accepted"
+    )
 
 
 def test_a_missing_stack_file_says_where_it_looked(tmp_path, monkeypatch, capsys):
@@ -491,6 +500,8 @@ class _Authorization:
 def test_a_reader_without_one_rule_is_named_by_verb_and_resource():
     authorization = _Authorization("endpointslices")
     assert v.missing_reader_rights(authorization) == [
-        "list endpointslices.discovery.k8s.io", "watch endpointslices.discovery.k8s.io"]
+        "list endpointslices.discovery.k8s.io",
+        "watch endpointslices.discovery.k8s.io",
+    ]
     assert ("watch", "pods") in authorization.asked and ("create", "tokenreviews") in authorization.asked
     assert v.missing_reader_rights(_Authorization("nothing")) == []

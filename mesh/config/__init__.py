@@ -23,7 +23,20 @@ from .schema import (
 )
 
 __all__ = [
-    "NAMESPACE", "ConfigError", "shown", "CertificateConfig", "ClusterConfig", "MeshConfig", "mesh_keys", "parse",
-    "refuse_misplaced", "ECDSA_CURVES", "HELLOWORLD_VERSIONS", "KEY_ALGORITHMS", "READER_ACCESS",
-    "ROOT_ROTATION_PHASES", "RSA_BITS", "UPDATE_STRATEGIES",
+    "NAMESPACE",
+    "ConfigError",
+    "shown",
+    "CertificateConfig",
+    "ClusterConfig",
+    "MeshConfig",
+    "mesh_keys",
+    "parse",
+    "refuse_misplaced",
+    "ECDSA_CURVES",
+    "HELLOWORLD_VERSIONS",
+    "KEY_ALGORITHMS",
+    "READER_ACCESS",
+    "ROOT_ROTATION_PHASES",
+    "RSA_BITS",
+    "UPDATE_STRATEGIES",
 ]

@@ -192,7 +192,9 @@ API_SERVER_URL = Kind(
     {"type": "string", "pattern": r"^https://(\[[0-9a-fA-F:.]+\]|[^/?#@:\[\]]+)(:[0-9]{1,5})?(/[^?#]*)?$"},
     _api_server_url,
 )
-ISTIO_VERSION = Kind("an Istio version such as 'v1.28.0' or 'v1.28-latest'", {"enum": list(ISTIO_VERSIONS)}, _istio_version)
+ISTIO_VERSION = Kind(
+    "an Istio version such as 'v1.28.0' or 'v1.28-latest'", {"enum": list(ISTIO_VERSIONS)}, _istio_version
+)
 CIDRS = Kind(
     "a list of CIDR ranges such as ['203.0.113.0/24']",
     {"type": "array", "items": {"type": "string", "pattern": r"^[0-9a-fA-F.:]+/[0-9]{1,3}$"}},
@@ -204,8 +206,7 @@ ROTATION = Kind(
     _rotation,
 )
 KUBECONFIG = Kind(
-    "the path of a kubeconfig file, or the kubeconfig document as one string (a YAML block `|`), "
-    "not as YAML structure",
+    "the path of a kubeconfig file, or the kubeconfig document as one string (a YAML block `|`), not as YAML structure",
     {"oneOf": [{"type": "string", "minLength": 1}, _SECURE]},
     _kubeconfig,
     secret=True,

@@ -47,9 +47,7 @@ def _value(key: Key, value: Any, path: str) -> Any:
         if not isinstance(value, list):
             raise refused(path, value, key.kind.accepted)
         if len(value) < key.kind.least:
-            raise ConfigError(
-                f"config {path}: {len(value)} cluster(s) given; a multicluster mesh needs at least two"
-            )
+            raise ConfigError(f"config {path}: {len(value)} cluster(s) given; a multicluster mesh needs at least two")
         return tuple(_section(key.kind.item, item, f"{path}[{i}]", i) for i, item in enumerate(value))
     return key.kind.check(value, path)
 
@@ -69,7 +67,7 @@ def mesh_keys(config: Mapping[str, Any], project: str) -> dict[str, Any]:
     program), decoded and without the prefix. A key of ours set under the project's namespace
     (`pulumi config set meshId x` stores `<project>:meshId`) is refused with the fix."""
     refuse_misplaced(config, project)
-    return {key[len(ROOT):]: _decode(value) for key, value in config.items() if key.startswith(ROOT)}
+    return {key[len(ROOT) :]: _decode(value) for key, value in config.items() if key.startswith(ROOT)}
 
 
 def refuse_misplaced(keys: Iterable[str], project: str) -> None:

@@ -121,8 +121,12 @@ def _same_cluster_twice(clusters: tuple, path: str) -> None:
 def mesh(values: dict[str, Any], raw: dict[str, Any], path: str, index: Optional[int]) -> dict[str, Any]:
     clusters = values["clusters"]
     where = key_path(path, "clusters")
-    for attribute, key in (("name", "name"), ("cluster_name", "clusterName"), ("network", "network"),
-                           ("api_server_url", "apiServerUrl")):
+    for attribute, key in (
+        ("name", "name"),
+        ("cluster_name", "clusterName"),
+        ("network", "network"),
+        ("api_server_url", "apiServerUrl"),
+    ):
         _unique(clusters, attribute, key, where)
     _same_cluster_twice(clusters, where)
     return values

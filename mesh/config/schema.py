@@ -81,7 +81,7 @@ CERTIFICATES = Section(
         Key(
             "rootRotation",
             kinds.choice(*ROOT_ROTATION_PHASES),
-            "phase of a root rotation in progress (\"Root rotation\")",
+            'phase of a root rotation in progress ("Root rotation")',
             None,
             "unset",
         ),
@@ -126,7 +126,9 @@ CLUSTER = Section(
             None,
             "`v1` for the 1st, `v2` for the 2nd, …",
         ),
-        Key("egressCidrs", kinds.CIDRS, "ranges this cluster's traffic leaves from; the peers' gateways admit them", ()),
+        Key(
+            "egressCidrs", kinds.CIDRS, "ranges this cluster's traffic leaves from; the peers' gateways admit them", ()
+        ),
     ),
     ClusterConfig,
     rules.cluster,
@@ -138,7 +140,9 @@ MESH = Section(
         Key("meshId", kinds.LABEL, "Istio `meshID`"),
         Key("istioVersion", kinds.ISTIO_VERSION, "`spec.version` of `Istio`/`IstioCNI`; one the Sail CRDs accept"),
         Key("updateStrategy", kinds.choice(*UPDATE_STRATEGIES), "the `Istio` resource's update strategy", "InPlace"),
-        Key("manageIstioCni", kinds.BOOLEAN, "create `istio-cni` and the `IstioCNI` resource (OpenShift needs it)", True),
+        Key(
+            "manageIstioCni", kinds.BOOLEAN, "create `istio-cni` and the `IstioCNI` resource (OpenShift needs it)", True
+        ),
         Key("sampleApps", kinds.BOOLEAN, "deploy the article's helloworld and sleep apps in namespace `sample`", False),
         Key(
             "readerAccess",

@@ -143,9 +143,7 @@ def _deployment(network: str, annotations: Optional[dict[str, str]]) -> dict[str
 
 def _service(network: str, source_ranges: Sequence[str]) -> dict[str, Any]:
     spec: dict[str, Any] = {
-        "ports": [
-            {"name": name, "port": port, "protocol": "TCP", "targetPort": port} for name, port in PORTS.items()
-        ],
+        "ports": [{"name": name, "port": port, "protocol": "TCP", "targetPort": port} for name, port in PORTS.items()],
         "selector": _selector(network),
         "type": "LoadBalancer",
     }
@@ -259,7 +257,9 @@ def source_ranges(mesh: MeshConfig, cluster: ClusterConfig) -> tuple[str, ...]:
                 f"gateway of cluster {cluster.name!r}, which admits it, would be open to the whole internet; "
                 f"expected {accepted}"
             )
-        peers = ", ".join(f"mesh:clusters[{i}].egressCidrs" for i, p in enumerate(mesh.clusters) if p.name != cluster.name)
+        peers = ", ".join(
+            f"mesh:clusters[{i}].egressCidrs" for i, p in enumerate(mesh.clusters) if p.name != cluster.name
+        )
         raise ConfigError(
             f"config {peers} and mesh:gatewayExtraSourceRanges: all empty, so the east-west gateway of cluster "
             f"{cluster.name!r} would be open to the whole internet (no source ranges are configured); expected {accepted}"

@@ -35,9 +35,7 @@ def remote_kubeconfig(cluster_name: str, server: str, ca_data: str, token: str) 
     document = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [
-            {"name": cluster_name, "cluster": {"server": server, "certificate-authority-data": ca_data}}
-        ],
+        "clusters": [{"name": cluster_name, "cluster": {"server": server, "certificate-authority-data": ca_data}}],
         "users": [{"name": cluster_name, "user": {"token": token}}],
         "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}],
         "current-context": cluster_name,

@@ -141,7 +141,12 @@ def next_root_state(
                 f"{path}.rootRotation: {plan.phase!r} needs a root to rotate from, and this stack has none "
                 "yet; accepted: rootRotation unset (a new stack makes its first root)"
             )
-        return {"generation": plan.generation, "phase": STEADY, "since": stamp, "settings": {str(plan.generation): settings}}
+        return {
+            "generation": plan.generation,
+            "phase": STEADY,
+            "since": stamp,
+            "settings": {str(plan.generation): settings},
+        }
     was = (previous["generation"], previous["phase"])
     accepted = _next_steps(*was)
     if plan.step not in accepted:
@@ -167,7 +172,6 @@ def next_root_state(
         refuse_root_change(recorded[str(plan.generation)], settings, plan.generation)
     live = {str(g): recorded.get(str(g), settings) for g in plan.live}
     return {"generation": plan.generation, "phase": plan.step[1], "since": since, "settings": live}
-
 
 
 def generation_name(name: str, generation: int) -> str:

@@ -22,7 +22,9 @@ def _conditions(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 def _sail_object(custom, manifest: Mapping[str, Any]) -> dict:
     group, version = manifest["apiVersion"].split("/")
     # Both Sail kinds are cluster-scoped; their plurals are the lower-case kind plus "s".
-    return custom.get_cluster_custom_object(group, version, manifest["kind"].lower() + "s", manifest["metadata"]["name"])
+    return custom.get_cluster_custom_object(
+        group, version, manifest["kind"].lower() + "s", manifest["metadata"]["name"]
+    )
 
 
 def check_control_plane(custom, mesh: MeshConfig, cluster: ClusterConfig) -> list[Result]:
@@ -125,9 +127,13 @@ def check_gateway(core, apps, cluster: ClusterConfig, nodeless: bool = False) ->
         return results
     # A load balancer's address, or an address given by hand (istio/istio#29359).
     address = gateway.ingress_address(service.status) or next(iter(service.spec.external_ips or []), None)
-    problems = [] if address else [
-        f"has no address (status.loadBalancer.ingress is empty), so cross-network traffic cannot flow "
-        f"into {cluster.name}: look at the Service's events and the load-balancer controller"
-    ]
+    problems = (
+        []
+        if address
+        else [
+            f"has no address (status.loadBalancer.ingress is empty), so cross-network traffic cannot flow "
+            f"into {cluster.name}: look at the Service's events and the load-balancer controller"
+        ]
+    )
     results.append(_result(GATEWAY, cluster.name, item, problems, f"address {address}"))
     return results

@@ -63,9 +63,11 @@ def check_istiod_peers(
 
 
 def _ready_helloworld_endpoints(api) -> int:
-    slices = kubernetes.client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
-        samples.NAMESPACE, label_selector="kubernetes.io/service-name=helloworld"
-    ).items
+    slices = (
+        kubernetes.client.DiscoveryV1Api(api)
+        .list_namespaced_endpoint_slice(samples.NAMESPACE, label_selector="kubernetes.io/service-name=helloworld")
+        .items
+    )
     return sum(1 for s in slices for e in s.endpoints or [] if not e.conditions or e.conditions.ready is not False)
 
 
@@ -95,8 +97,11 @@ def check_remote_endpoints(
     results = []
     for peer in istiod_checks.peers(mesh.clusters, holder):
         peer_api = apis.get(peer.name)
-        facts = (None, False, True) if peer_api is None else (
-            _gateway_address(peer_api), _ready_helloworld_endpoints(peer_api) > 0, peer.name not in nodeless)
+        facts = (
+            (None, False, True)
+            if peer_api is None
+            else (_gateway_address(peer_api), _ready_helloworld_endpoints(peer_api) > 0, peer.name not in nodeless)
+        )
         verdicts = [
             (who, *istiod_checks.endpoint_result(holder, peer, networks, shards, *facts, clusters))
             for (who, networks), (_, shards), (_, clusters) in zip(networkz, shardz, clusterz)

@@ -51,9 +51,13 @@ class Istiod:
 
 def find(api: kubernetes.client.ApiClient, revision: str) -> list[Istiod]:
     """The Running, Ready istiod pods of `revision` (istioctl's selector, plus the revision)."""
-    pods = kubernetes.client.CoreV1Api(api).list_namespaced_pod(
-        ISTIO_NAMESPACE, label_selector=f"app=istiod,istio.io/rev={revision}", field_selector="status.phase=Running"
-    ).items
+    pods = (
+        kubernetes.client.CoreV1Api(api)
+        .list_namespaced_pod(
+            ISTIO_NAMESPACE, label_selector=f"app=istiod,istio.io/rev={revision}", field_selector="status.phase=Running"
+        )
+        .items
+    )
     found = []
     for pod in pods:
         ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
@@ -108,4 +112,3 @@ def get_json(api: kubernetes.client.ApiClient, istiod: Istiod, path: str, timeou
         return json.loads(body)
     except ValueError as error:
         raise Unreachable(f"GET {path} from istiod ({istiod.describe()}) is not JSON: {error}") from error
-

@@ -44,15 +44,21 @@ def peer_result(
     entry = remote_clusters(clusterz).get(peer.cluster_name)
     secret = remote_secret_name(peer.cluster_name)
     if entry is None:
-        cause = (f"its remote secret is wrong: {remote_secret_problem}" if remote_secret_problem
-                 else f"istiod has not (yet) read secret {secret}")
+        cause = (
+            f"its remote secret is wrong: {remote_secret_problem}"
+            if remote_secret_problem
+            else f"istiod has not (yet) read secret {secret}"
+        )
         return "fail", f"istiod has no remote cluster {peer.cluster_name}: {cause}"
     status = entry.get("syncStatus")
     source = entry.get("secretName") or "?"
     if status == "synced":
         return "pass", f"{peer.name} ({peer.cluster_name}) synced, from secret {source}"
-    cause = (f"the remote-secret check says: {remote_secret_problem}" if remote_secret_problem
-             else f"look for 401/403 or timeouts in istiod's log about {peer.cluster_name}")
+    cause = (
+        f"the remote-secret check says: {remote_secret_problem}"
+        if remote_secret_problem
+        else f"look for 401/403 or timeouts in istiod's log about {peer.cluster_name}"
+    )
     return "fail", f"{peer.name} ({peer.cluster_name}) is {status or 'not synced'}, from secret {source}: {cause}"
 
 
@@ -97,15 +103,16 @@ def endpoint_result(
         )
     elif peer_gateway_address and expected not in gateways:
         shown = ", ".join(f"{a}:{p}" for a, p in gateways)
-        problems.append(f"istiod's gateway for {peer.network} is {shown}, not {peer_gateway_address}:{CROSS_NETWORK_PORT}")
+        problems.append(
+            f"istiod's gateway for {peer.network} is {shown}, not {peer_gateway_address}:{CROSS_NETWORK_PORT}"
+        )
     endpoints = shard_endpoints(shardz, HELLOWORLD_HOST, samples.NAMESPACE).get(peer.cluster_name, [])
     synced = (remote_clusters(clusterz).get(peer.cluster_name) or {}).get("syncStatus") == "synced"
     if not endpoints:
         if clusterz is not None and not synced:
             problems.append(f"istiod does not read {peer.name} (see istiod peers), so it has none of its endpoints")
         elif not peer_has_endpoints:
-            why = (f"no pod runs there: {NO_NODE}" if not peer_has_nodes
-                   else "it has no ready helloworld pod")
+            why = f"no pod runs there: {NO_NODE}" if not peer_has_nodes else "it has no ready helloworld pod"
             problems.append(f"{peer.name} itself has no helloworld endpoint ({why})")
         else:
             problems.append(
@@ -114,8 +121,10 @@ def endpoint_result(
             )
     if problems:
         return "fail", "; ".join(problems)
-    return "pass", (f"{len(endpoints)} helloworld endpoint(s) of {peer.name}, reached through "
-                    f"{peer_gateway_address}:{CROSS_NETWORK_PORT}")
+    return "pass", (
+        f"{len(endpoints)} helloworld endpoint(s) of {peer.name}, reached through "
+        f"{peer_gateway_address}:{CROSS_NETWORK_PORT}"
+    )
 
 
 def peers(clusters: Sequence[ClusterConfig], holder: ClusterConfig) -> list[ClusterConfig]:

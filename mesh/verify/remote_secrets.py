@@ -25,8 +25,10 @@ def annotation_note(secret, source: ClusterConfig) -> Optional[str]:
     named = (secret.metadata.annotations or {}).get(CLUSTER_ANNOTATION)
     if named == source.cluster_name:
         return None
-    return (f"its annotation {CLUSTER_ANNOTATION} says {named or 'nothing'}, not {source.cluster_name}: istiod "
-            "ignores it, but istioctl-made secrets carry the data key's name there")
+    return (
+        f"its annotation {CLUSTER_ANNOTATION} says {named or 'nothing'}, not {source.cluster_name}: istiod "
+        "ignores it, but istioctl-made secrets carry the data key's name there"
+    )
 
 
 def remote_secret_problems(secret, source: ClusterConfig) -> tuple[list[str], Optional[dict]]:
@@ -91,16 +93,15 @@ def missing_reader_rights(authorization) -> list[str]:
                 if resource == "*":
                     continue
                 for verb in ("list", "watch") if "list" in rule["verbs"] else rule["verbs"]:
-                    review = authorization.create_self_subject_access_review({"spec": {"resourceAttributes": {
-                        "group": group, "resource": resource, "verb": verb}}})
+                    review = authorization.create_self_subject_access_review(
+                        {"spec": {"resourceAttributes": {"group": group, "resource": resource, "verb": verb}}}
+                    )
                     if not review.status.allowed:
                         missing.append(f"{verb} {resource}{'.' + group if group else ''}")
     return missing
 
 
-def check_remote_secret(
-    holder_core, holder: ClusterConfig, source: ClusterConfig, request_timeout: float
-) -> Result:
+def check_remote_secret(holder_core, holder: ClusterConfig, source: ClusterConfig, request_timeout: float) -> Result:
     """`holder` holds a secret that lets its istiod read `source`, and it does."""
     name = remote_secret_name(source.cluster_name)
     try:
@@ -113,8 +114,7 @@ def check_remote_secret(
             holder.name,
             name,
             FAIL,
-            f"not found in {ISTIO_NAMESPACE}: {holder.name}'s istiod cannot see {source.name}'s endpoints; "
-            + RECREATE,
+            f"not found in {ISTIO_NAMESPACE}: {holder.name}'s istiod cannot see {source.name}'s endpoints; " + RECREATE,
         )
     problems, kubeconfig = remote_secret_problems(secret, source)
     if kubeconfig is not None:

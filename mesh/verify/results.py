@@ -23,8 +23,18 @@ SAMPLE_PODS = "sample pods"
 TRAFFIC = "traffic"
 ISTIOD_PEERS = istiod_checks.ISTIOD_PEERS
 REMOTE_ENDPOINTS = istiod_checks.REMOTE_ENDPOINTS
-CHECKS = (API_SERVERS, CONTROL_PLANE, ISTIOD, GATEWAY, CACERTS, REMOTE_SECRETS, ISTIOD_PEERS, SAMPLE_PODS,
-          REMOTE_ENDPOINTS, TRAFFIC)
+CHECKS = (
+    API_SERVERS,
+    CONTROL_PLANE,
+    ISTIOD,
+    GATEWAY,
+    CACERTS,
+    REMOTE_SECRETS,
+    ISTIOD_PEERS,
+    SAMPLE_PODS,
+    REMOTE_ENDPOINTS,
+    TRAFFIC,
+)
 NO_NODE = istiod_checks.NO_NODE
 
 HELLOWORLD_URL = f"helloworld.{samples.NAMESPACE}:{samples.HELLOWORLD_PORT}/hello"
@@ -36,6 +46,7 @@ RECREATE = "`pulumi up --refresh` recreates it"
 
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
+
 
 @dataclass(frozen=True)
 class Result:

@@ -178,10 +178,19 @@ def verify(
     remote_problems = {(r.cluster, r.item): r.detail for r in results if r.check == REMOTE_SECRETS and r.failed}
     results += _wait(
         ISTIOD_PEERS,
-        per_cluster(ISTIOD_PEERS, lambda c, a: check_istiod_peers(
-            a, mesh, c, {item: d for (holder, item), d in remote_problems.items() if holder == c.name},
-            settings.request_timeout)),
-        deadline, settings, progress,
+        per_cluster(
+            ISTIOD_PEERS,
+            lambda c, a: check_istiod_peers(
+                a,
+                mesh,
+                c,
+                {item: d for (holder, item), d in remote_problems.items() if holder == c.name},
+                settings.request_timeout,
+            ),
+        ),
+        deadline,
+        settings,
+        progress,
     )
 
     rows: list[TrafficRow] = []
@@ -191,15 +200,21 @@ def verify(
     else:
         progress(f"checking {SAMPLE_PODS}")
         results += _wait(
-            SAMPLE_PODS, per_cluster(SAMPLE_PODS, lambda c, a: check_sample_pods(core(a), c, c.name in nodeless)),
-            deadline, settings, progress,
+            SAMPLE_PODS,
+            per_cluster(SAMPLE_PODS, lambda c, a: check_sample_pods(core(a), c, c.name in nodeless)),
+            deadline,
+            settings,
+            progress,
         )
         progress(f"checking {REMOTE_ENDPOINTS}")
         results += _wait(
             REMOTE_ENDPOINTS,
-            per_cluster(REMOTE_ENDPOINTS, lambda c, a: check_remote_endpoints(
-                apis, mesh, c, nodeless, settings.request_timeout)),
-            deadline, settings, progress,
+            per_cluster(
+                REMOTE_ENDPOINTS, lambda c, a: check_remote_endpoints(apis, mesh, c, nodeless, settings.request_timeout)
+            ),
+            deadline,
+            settings,
+            progress,
         )
         if down:
             results.append(Result(TRAFFIC, "-", "-", SKIP, "not measured: " + ", ".join(down) + " unreachable"))

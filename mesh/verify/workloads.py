@@ -22,7 +22,9 @@ from .results import _HELLO, FAIL, HELLOWORLD_URL, NO_NODE, SAMPLE_PODS, SLEEP, 
 def sample_deployments(cluster: ClusterConfig) -> dict[str, dict]:
     """The sample Deployments on `cluster`, by name, exactly as the program creates them."""
     return {
-        m["metadata"]["name"]: m for m in samples.sample_manifests(cluster.helloworld_version) if m["kind"] == "Deployment"
+        m["metadata"]["name"]: m
+        for m in samples.sample_manifests(cluster.helloworld_version)
+        if m["kind"] == "Deployment"
     }
 
 

@@ -99,11 +99,39 @@ def issue(directory: Path, name: str, ca_cert: Path, ca_key: Path, extfile: Path
     """With openssl, a new key and a certificate for it signed by `ca_cert`/`ca_key`, as istiod
     signs workload certificates; returns the certificate (its key is `name`.key beside it)."""
     key, csr, cert = (directory / f"{name}.{suffix}" for suffix in ("key", "csr", "pem"))
-    made = openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                   "-keyout", str(key), "-subj", f"/CN={name}", "-out", str(csr))
+    made = openssl(
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-subj",
+        f"/CN={name}",
+        "-out",
+        str(csr),
+    )
     assert made.returncode == 0, made.stderr
-    signed = openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
-                     "-CAcreateserial", "-days", "1", "-extfile", str(extfile), "-out", str(cert))
+    signed = openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca_cert),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        str(extfile),
+        "-out",
+        str(cert),
+    )
     assert signed.returncode == 0, signed.stderr
     return cert
 
@@ -167,8 +195,9 @@ def synced_peers(mesh: DeployedMesh, cluster: str) -> dict[str, str]:
     return {entry["id"]: entry["syncStatus"] for entry in istiod_debug(mesh, cluster, "/debug/clusterz")}
 
 
-def service_account_token(mesh: DeployedMesh, cluster: str, namespace: str, name: str,
-                          audience: str = "istio-ca") -> str:
+def service_account_token(
+    mesh: DeployedMesh, cluster: str, namespace: str, name: str, audience: str = "istio-ca"
+) -> str:
     """A token as the kubelet projects it into a pod for pilot-agent (audience istio-ca)."""
     request = {"spec": {"audiences": [audience], "expirationSeconds": 3600}}
     answer = mesh.core(cluster).create_namespaced_service_account_token(name, namespace, request)
@@ -193,8 +222,21 @@ def workload_certificate(mesh: DeployedMesh, cluster: str, directory: Path) -> l
     """A certificate for sample/sleep from the cluster's istiod CA, as pilot-agent asks for one:
     a CSR with a service-account token of audience istio-ca. Leaf first."""
     key, csr = directory / f"{cluster}.key", directory / f"{cluster}.csr"
-    made = openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                   "-keyout", str(key), "-subj", "/O=sleep", "-out", str(csr))
+    made = openssl(
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-subj",
+        "/O=sleep",
+        "-out",
+        str(csr),
+    )
     assert made.returncode == 0, made.stderr
     token = service_account_token(mesh, cluster, "sample", "sleep")
     with xds_channel(mesh, cluster) as channel:
@@ -215,12 +257,17 @@ def assert_istiods_sign_for_the_whole_mesh(mesh: DeployedMesh, clusters: list[st
     accepts, and hands every namespace the trust bundle its cacerts holds."""
     bundles = {name: cacerts(mesh, name)["root-cert.pem"] for name in clusters}
     for name in clusters:
-        wait_for(f"{name}'s istiod to publish its cacerts root-cert.pem as istio-ca-root-cert",
-                 lambda: istio_ca_root(mesh, name).strip() == bundles[name].strip(), timeout=30)
+        wait_for(
+            f"{name}'s istiod to publish its cacerts root-cert.pem as istio-ca-root-cert",
+            lambda: istio_ca_root(mesh, name).strip() == bundles[name].strip(),
+            timeout=30,
+        )
         expected = cacerts(mesh, name)["ca-cert.pem"].strip()
-        chain = wait_for(f"{name}'s istiod to sign with the intermediate in its cacerts",
-                         lambda: (c := workload_certificate(mesh, name, directory))[1].strip() == expected and c,
-                         timeout=30)
+        chain = wait_for(
+            f"{name}'s istiod to sign with the intermediate in its cacerts",
+            lambda: (c := workload_certificate(mesh, name, directory))[1].strip() == expected and c,
+            timeout=30,
+        )
         for peer in clusters:
             result = verifies(chain, bundles[peer], directory, f"{name}-by-{peer}")
             assert result.returncode == 0, f"{peer} does not trust {name}'s workloads: {result.stderr}"

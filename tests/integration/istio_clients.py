@@ -31,15 +31,32 @@ def _ca_messages():
     f = descriptor_pb2.FileDescriptorProto(name="istio_ca_for_tests.proto", package="istio.v1.auth", syntax="proto3")
     f.dependency.append("google/protobuf/struct.proto")
     req = f.message_type.add(name="IstioCertificateRequest")
-    req.field.add(name="csr", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
-                  label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
-    req.field.add(name="validity_duration", number=3, type=descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
-                  label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
-    req.field.add(name="metadata", number=4, type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
-                  type_name=".google.protobuf.Struct", label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    req.field.add(
+        name="csr",
+        number=1,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
+    req.field.add(
+        name="validity_duration",
+        number=3,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
+    req.field.add(
+        name="metadata",
+        number=4,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
+        type_name=".google.protobuf.Struct",
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
     resp = f.message_type.add(name="IstioCertificateResponse")
-    resp.field.add(name="cert_chain", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
-                   label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED)
+    resp.field.add(
+        name="cert_chain",
+        number=1,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
+    )
     pool = descriptor_pool.Default()
     try:
         pool.FindFileByName(f.name)
@@ -47,8 +64,10 @@ def _ca_messages():
         struct_pb2.Struct  # noqa: B018 - loads struct.proto into the default pool
         pool.Add(f)
     get = message_factory.GetMessageClass
-    return (get(pool.FindMessageTypeByName("istio.v1.auth.IstioCertificateRequest")),
-            get(pool.FindMessageTypeByName("istio.v1.auth.IstioCertificateResponse")))
+    return (
+        get(pool.FindMessageTypeByName("istio.v1.auth.IstioCertificateRequest")),
+        get(pool.FindMessageTypeByName("istio.v1.auth.IstioCertificateResponse")),
+    )
 
 
 CertificateRequest, CertificateResponse = _ca_messages()
@@ -57,8 +76,11 @@ CertificateRequest, CertificateResponse = _ca_messages()
 def channel(address: str, root_cert_pem: str) -> grpc.Channel:
     """A TLS channel to istiod at `address` (host:port), checked against `root_cert_pem`."""
     credentials = grpc.ssl_channel_credentials(root_certificates=root_cert_pem.encode())
-    return grpc.secure_channel(address, credentials, options=[("grpc.ssl_target_name_override", ISTIOD_NAME),
-                                                              ("grpc.default_authority", ISTIOD_NAME)])
+    return grpc.secure_channel(
+        address,
+        credentials,
+        options=[("grpc.ssl_target_name_override", ISTIOD_NAME), ("grpc.default_authority", ISTIOD_NAME)],
+    )
 
 
 def _auth(token: str, cluster_id: Optional[str]) -> list[tuple[str, str]]:
@@ -69,14 +91,18 @@ def _auth(token: str, cluster_id: Optional[str]) -> list[tuple[str, str]]:
     return metadata
 
 
-def request_certificate(ch: grpc.Channel, token: str, csr_pem: str, cluster_id: Optional[str] = None,
-                        seconds: int = 3600) -> list[str]:
+def request_certificate(
+    ch: grpc.Channel, token: str, csr_pem: str, cluster_id: Optional[str] = None, seconds: int = 3600
+) -> list[str]:
     """The certificate chain istiod's CA issues for `csr_pem` (leaf first, root last)."""
-    call = ch.unary_unary("/istio.v1.auth.IstioCertificateService/CreateCertificate",
-                          request_serializer=lambda m: m.SerializeToString(),
-                          response_deserializer=CertificateResponse.FromString)
-    answer = call(CertificateRequest(csr=csr_pem, validity_duration=seconds),
-                  metadata=_auth(token, cluster_id), timeout=20)
+    call = ch.unary_unary(
+        "/istio.v1.auth.IstioCertificateService/CreateCertificate",
+        request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=CertificateResponse.FromString,
+    )
+    answer = call(
+        CertificateRequest(csr=csr_pem, validity_duration=seconds), metadata=_auth(token, cluster_id), timeout=20
+    )
     return list(answer.cert_chain)
 
 
@@ -95,14 +121,25 @@ class SidecarNode:
 
     def proto(self) -> base_pb2.Node:
         metadata = struct_pb2.Struct()
-        metadata.update({
-            "CLUSTER_ID": self.cluster_id, "NETWORK": self.network, "MESH_ID": self.mesh_id,
-            "NAMESPACE": self.namespace, "SERVICE_ACCOUNT": self.service_account, "NAME": self.pod,
-            "LABELS": dict(self.labels), "INTERCEPTION_MODE": "REDIRECT", "ISTIO_VERSION": "1.31.0",
-            "INSTANCE_IPS": self.ip,
-        })
-        return base_pb2.Node(id=f"sidecar~{self.ip}~{self.pod}.{self.namespace}~{self.namespace}.svc.cluster.local",
-                             cluster=f"{self.labels.get('app', self.pod)}.{self.namespace}", metadata=metadata)
+        metadata.update(
+            {
+                "CLUSTER_ID": self.cluster_id,
+                "NETWORK": self.network,
+                "MESH_ID": self.mesh_id,
+                "NAMESPACE": self.namespace,
+                "SERVICE_ACCOUNT": self.service_account,
+                "NAME": self.pod,
+                "LABELS": dict(self.labels),
+                "INTERCEPTION_MODE": "REDIRECT",
+                "ISTIO_VERSION": "1.31.0",
+                "INSTANCE_IPS": self.ip,
+            }
+        )
+        return base_pb2.Node(
+            id=f"sidecar~{self.ip}~{self.pod}.{self.namespace}~{self.namespace}.svc.cluster.local",
+            cluster=f"{self.labels.get('app', self.pod)}.{self.namespace}",
+            metadata=metadata,
+        )
 
 
 @dataclass(frozen=True)
@@ -113,14 +150,14 @@ class Endpoint:
     network: Optional[str]
 
 
-def sidecar_endpoints(ch: grpc.Channel, token: str, node: SidecarNode, cluster: str,
-                      timeout: float = 20) -> list[Endpoint]:
+def sidecar_endpoints(
+    ch: grpc.Channel, token: str, node: SidecarNode, cluster: str, timeout: float = 20
+) -> list[Endpoint]:
     """The endpoints istiod sends `node` for Envoy cluster `cluster`
     (e.g. `outbound|5000||helloworld.sample.svc.cluster.local`)."""
     stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(ch)
     request = discovery_pb2.DiscoveryRequest(node=node.proto(), type_url=EDS_TYPE, resource_names=[cluster])
-    responses = stub.StreamAggregatedResources(iter([request]), metadata=_auth(token, node.cluster_id),
-                                               timeout=timeout)
+    responses = stub.StreamAggregatedResources(iter([request]), metadata=_auth(token, node.cluster_id), timeout=timeout)
     try:
         for response in responses:
             if response.type_url != EDS_TYPE:
@@ -135,12 +172,16 @@ def sidecar_endpoints(ch: grpc.Channel, token: str, node: SidecarNode, cluster: 
                     for lb in locality.lb_endpoints:
                         socket = lb.endpoint.address.socket_address
                         fields = lb.metadata.filter_metadata
-                        tls = fields["envoy.transport_socket_match"].fields.get("tlsMode") \
-                            if "envoy.transport_socket_match" in fields else None
+                        tls = (
+                            fields["envoy.transport_socket_match"].fields.get("tlsMode")
+                            if "envoy.transport_socket_match" in fields
+                            else None
+                        )
                         istio = fields["istio"].fields if "istio" in fields else {}
                         network = istio["network"].string_value if "network" in istio else None
-                        found.append(Endpoint(socket.address, socket.port_value,
-                                              tls.string_value if tls else None, network))
+                        found.append(
+                            Endpoint(socket.address, socket.port_value, tls.string_value if tls else None, network)
+                        )
             return found
     finally:
         responses.cancel()

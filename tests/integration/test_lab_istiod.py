@@ -76,33 +76,47 @@ def test_each_istiod_signs_with_the_mesh_ca(mesh, tmp_path):
 def test_every_istiod_has_every_peer_synced_without_auth_errors(mesh):
     for name in CLUSTERS:
         expected = {cluster_name(mesh, peer): "synced" for peer in CLUSTERS if peer != name}
-        wait_for(f"{name}'s istiod to sync {sorted(expected)}",
-                 lambda: {k: v for k, v in synced_peers(mesh, name).items() if k in expected} == expected)
+        wait_for(
+            f"{name}'s istiod to sync {sorted(expected)}",
+            lambda: {k: v for k, v in synced_peers(mesh, name).items() if k in expected} == expected,
+        )
         errors = [line for line in istiod_log(mesh, name).splitlines() if AUTH_FAILURE.search(line)]
         assert not errors, "\n".join(errors[:10])
 
 
 def test_a_west_endpoint_reaches_east_sidecars_through_wests_gateway(mesh):
     west_version = mesh.cluster_config("west").get("helloworldVersion", "v2")
-    deployment = next(m for m in samples.sample_manifests(west_version) if m["kind"] == "Deployment"
-                      and m["metadata"]["name"] == f"helloworld-{west_version}")
+    deployment = next(
+        m
+        for m in samples.sample_manifests(west_version)
+        if m["kind"] == "Deployment" and m["metadata"]["name"] == f"helloworld-{west_version}"
+    )
     pod_ip = "10.244.2.10"
     run_pod(mesh.client("west"), deployment, pod_ip)
     west_gateway = mesh.outputs["clusters"]["west"]["gatewayAddress"]
 
     def endpoints(cluster: str, network: str) -> list:
-        node = istio_clients.SidecarNode(f"sleep-{cluster}", "sample", "10.244.9.9", "sleep",
-                                         cluster_name(mesh, cluster), network, mesh.config["meshId"],
-                                         {"app": "sleep"})
+        node = istio_clients.SidecarNode(
+            f"sleep-{cluster}",
+            "sample",
+            "10.244.9.9",
+            "sleep",
+            cluster_name(mesh, cluster),
+            network,
+            mesh.config["meshId"],
+            {"app": "sleep"},
+        )
         token = service_account_token(mesh, cluster, "sample", "sleep")
         with xds_channel(mesh, cluster) as channel:
             return istio_clients.sidecar_endpoints(channel, token, node, HELLOWORLD)
 
-    east = wait_for("east's istiod to serve west's helloworld",
-                    lambda: endpoints("east", mesh.cluster_config("east")["network"]))
+    east = wait_for(
+        "east's istiod to serve west's helloworld", lambda: endpoints("east", mesh.cluster_config("east")["network"])
+    )
     assert [(e.address, e.port, e.tls_mode) for e in east] == [(west_gateway, 15443, "istio")]
-    west = wait_for("west's istiod to serve its own helloworld",
-                    lambda: endpoints("west", mesh.cluster_config("west")["network"]))
+    west = wait_for(
+        "west's istiod to serve its own helloworld", lambda: endpoints("west", mesh.cluster_config("west")["network"])
+    )
     assert [(e.address, e.port) for e in west] == [(pod_ip, samples.HELLOWORLD_PORT)]
     # istiod's own view, which `mesh verify` reads: west's gateway known for west's network.
     gateways = istiod_debug(mesh, "east", "/debug/networkz")
@@ -139,27 +153,38 @@ def test_a_reader_role_without_endpointslices_leaves_the_peer_unsynced_and_verif
         before = istiod_state(mesh, "east")
         seen = len(istiod_log(mesh, "east"))
         os.kill(before["pid"], signal.SIGKILL)
-        wait_for("the kubelet stand-in to restart east's istiod",
-                 lambda: (s := istiod_state(mesh, "east"))["pid"] != before["pid"] and s["running"], timeout=60)
-        wait_for("east's istiod to be refused endpointslices on west",
-                 lambda: re.search(r"endpointslices.*forbidden|forbidden.*endpointslices",
-                                   istiod_log(mesh, "east")[seen:]), timeout=60)
+        wait_for(
+            "the kubelet stand-in to restart east's istiod",
+            lambda: (s := istiod_state(mesh, "east"))["pid"] != before["pid"] and s["running"],
+            timeout=60,
+        )
+        wait_for(
+            "east's istiod to be refused endpointslices on west",
+            lambda: re.search(r"endpointslices.*forbidden|forbidden.*endpointslices", istiod_log(mesh, "east")[seen:]),
+            timeout=60,
+        )
         # istiod turns ready without west once PILOT_REMOTE_CLUSTER_TIMEOUT (30 s) has passed.
-        wait_for("east's istiod to give up waiting for west",
-                 lambda: synced_peers(mesh, "east").get("cluster2") == "timeout" and istiod_state(mesh, "east")["ready"],
-                 timeout=90)
+        wait_for(
+            "east's istiod to give up waiting for west",
+            lambda: synced_peers(mesh, "east").get("cluster2") == "timeout" and istiod_state(mesh, "east")["ready"],
+            timeout=90,
+        )
         report = run_verify(mesh, timeout=5)
         east = next(r for r in report.results if r.check == v.ISTIOD_PEERS and r.cluster == "east")
         assert east.failed and "cluster2" in east.detail, east
         # ...and names the missing right, found by opening the remote secret as istiod does.
-        assert "may not list endpointslices.discovery.k8s.io, watch endpointslices.discovery.k8s.io on west" \
-            in east.detail, east
+        assert (
+            "may not list endpointslices.discovery.k8s.io, watch endpointslices.discovery.k8s.io on west" in east.detail
+        ), east
     finally:
         role.rules = original
         role.metadata.resource_version = None
         rbac.replace_cluster_role("istio-mesh-reader", role)
-    wait_for("east's istiod to sync west once the rule is back",
-             lambda: synced_peers(mesh, "east").get("cluster2") == "synced", timeout=120)
+    wait_for(
+        "east's istiod to sync west once the rule is back",
+        lambda: synced_peers(mesh, "east").get("cluster2") == "synced",
+        timeout=120,
+    )
 
 
 def run_verify(mesh, timeout: float = 60):
@@ -175,6 +200,7 @@ def run_verify(mesh, timeout: float = 60):
 
 def mesh_config_of(mesh):
     from mesh import config as mesh_config
+
     return mesh_config.parse(json.loads(json.dumps(mesh.config)))
 
 
@@ -182,21 +208,33 @@ def mesh_config_of(mesh):
 # Keyed by (code, origin); analyze reads the peers through the remote secrets, so it also compares
 # Services across clusters.
 EXPECTED_ANALYSIS = {
-    ("IST0101", "Gateway istio-system/cross-network-gateway"):
-        "its selector istio=eastwestgateway matches no pod: no pod runs in the lab",
-    ("IST0146", "Deployment istio-system/istio-eastwestgateway"):
-        "`image: auto` is filled in by the injection webhook, which the lab does not install (the API "
-        "server could not reach istiod through the Service's cluster IP)",
-    ("IST0170", "Service istio-system/istio-eastwestgateway"):
-        "the LoadBalancer Service's nodePorts are allocated per cluster and the analyzer compares them "
-        "too (reflect.DeepEqual of the ports); checked below that nothing else differs",
-    ("IST0170", "Service default/kubernetes"):
-        "each lab API server listens on its own port, the kubernetes Service's targetPort",
-    ("IST0102", "Namespace istio-cni"):
-        "Info: the CNI namespace is not labelled for injection, and needs none (no workload runs there)",
+    (
+        "IST0101",
+        "Gateway istio-system/cross-network-gateway",
+    ): "its selector istio=eastwestgateway matches no pod: no pod runs in the lab",
+    (
+        "IST0146",
+        "Deployment istio-system/istio-eastwestgateway",
+    ): "`image: auto` is filled in by the injection webhook, which the lab does not install (the API "
+    "server could not reach istiod through the Service's cluster IP)",
+    (
+        "IST0170",
+        "Service istio-system/istio-eastwestgateway",
+    ): "the LoadBalancer Service's nodePorts are allocated per cluster and the analyzer compares them "
+    "too (reflect.DeepEqual of the ports); checked below that nothing else differs",
+    (
+        "IST0170",
+        "Service default/kubernetes",
+    ): "each lab API server listens on its own port, the kubernetes Service's targetPort",
+    (
+        "IST0102",
+        "Namespace istio-cni",
+    ): "Info: the CNI namespace is not labelled for injection, and needs none (no workload runs there)",
     ("IST0102", "Namespace default"): "Info: `default` is not ours",
-    ("IST0103", "Pod sample/helloworld-v2-standin"):
-        "the test's stand-in pod has the injector's labels but no istio-proxy container: no Envoy here",
+    (
+        "IST0103",
+        "Pod sample/helloworld-v2-standin",
+    ): "the test's stand-in pod has the injector's labels but no istio-proxy container: no Envoy here",
 }
 
 
@@ -204,8 +242,22 @@ def test_istioctl_analyze_finds_nothing_wrong_with_what_up_made(mesh):
     istioctl = istio_binaries()["istioctl"]
     seen = set()
     for name in CLUSTERS:
-        done = subprocess.run([istioctl, "analyze", "--all-namespaces", "--kubeconfig", str(mesh.lab.kubeconfig_path),
-                               "--context", name, "-o", "json"], capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [
+                istioctl,
+                "analyze",
+                "--all-namespaces",
+                "--kubeconfig",
+                str(mesh.lab.kubeconfig_path),
+                "--context",
+                name,
+                "-o",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode in (0, 79), done.stderr  # 79: analyze found messages
         messages = json.loads(done.stdout or "[]")
         unexplained = [m for m in messages if (m["code"], m["origin"]) not in EXPECTED_ANALYSIS]

@@ -43,11 +43,13 @@ def mesh(tmp_path_factory):
 def west_endpoint(mesh):
     """A Ready helloworld pod on west (stand-in), which east's real istiod must keep serving."""
     version = "v2"
-    manifest = next(m for m in samples.sample_manifests(version)
-                    if m["kind"] == "Deployment" and m["metadata"]["name"] == f"helloworld-{version}")
+    manifest = next(
+        m
+        for m in samples.sample_manifests(version)
+        if m["kind"] == "Deployment" and m["metadata"]["name"] == f"helloworld-{version}"
+    )
     run_pod(mesh.client("west"), manifest, "10.244.2.10")
-    wait_for("east's istiod to hold west's helloworld endpoint",
-             lambda: _watch_once(mesh), timeout=60)
+    wait_for("east's istiod to hold west's helloworld endpoint", lambda: _watch_once(mesh), timeout=60)
     return {name: istiod_state(mesh, name)["pid"] for name in CLUSTERS}
 
 
@@ -62,8 +64,11 @@ def assert_istiods_kept_up(mesh, pids, watch: EndpointWatch) -> None:
     assert watch.counts and min(watch.counts) > 0, f"east's istiod lost west's endpoints: {watch.counts}"
     for name in CLUSTERS:
         assert istiod_state(mesh, name)["pid"] == pids[name], f"{name}'s istiod restarted"
-        wait_for(f"{name}'s istiod to have every peer synced",
-                 lambda: all(v == "synced" for v in synced_peers(mesh, name).values()), timeout=60)
+        wait_for(
+            f"{name}'s istiod to have every peer synced",
+            lambda: all(v == "synced" for v in synced_peers(mesh, name).values()),
+            timeout=60,
+        )
 
 
 def remote_kubeconfigs(mesh) -> dict[tuple[str, str], str]:
@@ -93,13 +98,18 @@ def test_token_rotation_switches_every_remote_secret_then_revokes_the_old_token(
         # the new token (the old one is revoked by now), keeping west's endpoint all along.
         for name in CLUSTERS:
             peer = "cluster2" if name == "east" else "cluster1"
-            wait_for(f"{name}'s istiod to update {peer} from its changed remote secret",
-                     lambda: re.search(rf"Update cluster\s.*cluster={peer}\b", istiod_log(mesh, name)[seen[name]:]),
-                     timeout=60)
+            wait_for(
+                f"{name}'s istiod to update {peer} from its changed remote secret",
+                lambda: re.search(rf"Update cluster\s.*cluster={peer}\b", istiod_log(mesh, name)[seen[name] :]),
+                timeout=60,
+            )
     assert_istiods_kept_up(mesh, west_endpoint, watch)
     for name in CLUSTERS:
-        refused = [line for line in istiod_log(mesh, name)[seen[name]:].splitlines()
-                   if re.search(r"\b401\b|Unauthorized", line)]
+        refused = [
+            line
+            for line in istiod_log(mesh, name)[seen[name] :].splitlines()
+            if re.search(r"\b401\b|Unauthorized", line)
+        ]
         assert not refused, "\n".join(refused[:5])
     after = remote_kubeconfigs(mesh)
     for (holder, source_name), kubeconfig in after.items():
@@ -109,8 +119,11 @@ def test_token_rotation_switches_every_remote_secret_then_revokes_the_old_token(
         # The API server keeps a token's successful authentication for 10 s
         # (TokenSuccessCacheTTL), and istiod used the old token until it switched: the old
         # token is refused within that, not at the instant its secret is deleted.
-        wait_for(f"{source_name} to refuse the old token in {holder}'s former remote secret",
-                 lambda: _refused_status(before[(holder, source_name)], source) == 401, timeout=20)
+        wait_for(
+            f"{source_name} to refuse the old token in {holder}'s former remote secret",
+            lambda: _refused_status(before[(holder, source_name)], source) == 401,
+            timeout=20,
+        )
     for name, secret in old_secrets.items():
         with pytest.raises(kubernetes.client.ApiException) as gone:
             mesh.core(name).read_namespaced_secret(secret, "istio-system")

@@ -84,12 +84,23 @@ def assert_every_cluster_trusts_every_other(now: dict, tmp_path: pathlib.Path) -
     for issuer, files in now.items():
         for key in ("ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"):
             (tmp_path / f"{issuer}-{key}").write_text(files[key])
-        issue(tmp_path, f"{issuer}-workload", tmp_path / f"{issuer}-ca-cert.pem", tmp_path / f"{issuer}-ca-key.pem", leaf_ext)
+        issue(
+            tmp_path,
+            f"{issuer}-workload",
+            tmp_path / f"{issuer}-ca-cert.pem",
+            tmp_path / f"{issuer}-ca-key.pem",
+            leaf_ext,
+        )
     for issuer in now:
         for verifier in now:
-            result = openssl("verify", "-CAfile", str(tmp_path / f"{verifier}-root-cert.pem"),
-                             "-untrusted", str(tmp_path / f"{issuer}-cert-chain.pem"),
-                             str(tmp_path / f"{issuer}-workload.pem"))
+            result = openssl(
+                "verify",
+                "-CAfile",
+                str(tmp_path / f"{verifier}-root-cert.pem"),
+                "-untrusted",
+                str(tmp_path / f"{issuer}-cert-chain.pem"),
+                str(tmp_path / f"{issuer}-workload.pem"),
+            )
             assert result.returncode == 0, f"{verifier} does not trust workloads of {issuer}: {result.stderr}"
 
 
@@ -109,10 +120,18 @@ def cluster_objects(mesh) -> dict[str, set]:
     for name in CLUSTERS:
         core = mesh.core(name)
         rbac = kubernetes.client.RbacAuthorizationV1Api(mesh.client(name))
-        found[name] = {o.metadata.uid for listing in (
-            core.list_namespace(), core.list_secret_for_all_namespaces(), core.list_service_account_for_all_namespaces(),
-            core.list_service_for_all_namespaces(), rbac.list_cluster_role(), rbac.list_cluster_role_binding(),
-        ) for o in listing.items}
+        found[name] = {
+            o.metadata.uid
+            for listing in (
+                core.list_namespace(),
+                core.list_secret_for_all_namespaces(),
+                core.list_service_account_for_all_namespaces(),
+                core.list_service_for_all_namespaces(),
+                rbac.list_cluster_role(),
+                rbac.list_cluster_role_binding(),
+            )
+            for o in listing.items
+        }
     return found
 
 
@@ -142,7 +161,9 @@ def test_before_rotation_one_root_signs_and_is_trusted(mesh, first, istiod_pids,
 def test_a_step_that_skips_trust_is_refused_and_changes_nothing(mesh, first):
     message = refused_up(mesh, dict(mesh.config, certificates={"rootGeneration": 1, "rootRotation": "sign"}))
     assert "rootGeneration 1 with rootRotation 'sign' cannot follow" in message, message
-    assert "accepted now: rootGeneration 0 with rootRotation unset; rootGeneration 1 with rootRotation 'trust'" in message
+    assert (
+        "accepted now: rootGeneration 0 with rootRotation unset; rootGeneration 1 with rootRotation 'trust'" in message
+    )
     assert {name: cacerts(mesh, name) for name in CLUSTERS} == first["cacerts"]
 
 

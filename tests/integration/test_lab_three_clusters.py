@@ -18,9 +18,9 @@ def mesh(tmp_path_factory):
 def test_six_remote_secrets_each_open_the_right_cluster(mesh):
     opened = set()
     for holder in CLUSTERS:
-        secrets = mesh.core(holder).list_namespaced_secret(
-            "istio-system", label_selector="istio/multiCluster=true"
-        ).items
+        secrets = (
+            mesh.core(holder).list_namespaced_secret("istio-system", label_selector="istio/multiCluster=true").items
+        )
         assert len(secrets) == 2
         for secret in secrets:
             cluster_name = secret.metadata.annotations["networking.istio.io/cluster"]
@@ -37,6 +37,7 @@ def test_every_istiod_has_both_peers_synced(mesh):
     names = {c["name"]: c["clusterName"] for c in mesh.config["clusters"]}
     for holder in CLUSTERS:
         expected = {names[peer] for peer in CLUSTERS if peer != holder}
+
         def all_synced() -> dict | None:
             peers = synced_peers(mesh, holder)
             return peers if all(peers.get(c) == "synced" for c in expected) else None

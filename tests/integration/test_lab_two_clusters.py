@@ -105,10 +105,14 @@ def test_cacerts_chains_verify_under_one_root(mesh, tmp_path):
         assert verify.returncode == 0, verify.stderr
         text = openssl("x509", "-noout", "-text", "-in", str(files["ca-cert.pem"])).stdout
         assert re.search(r"X509v3 Basic Constraints: critical\s+CA:TRUE", text), text
-        assert re.search(r"X509v3 Key Usage: critical\s+Digital Signature, Non Repudiation, Key Encipherment, Certificate Sign", text)
+        assert re.search(
+            r"X509v3 Key Usage: critical\s+Digital Signature, Non Repudiation, Key Encipherment, Certificate Sign", text
+        )
         assert "DNS:istiod.istio-system.svc" in text
         assert subject(files["ca-cert.pem"]) == {"O": "Istio", "CN": "Intermediate CA", "L": f"cluster{index + 1}"}
-        assert files["cert-chain.pem"].read_text() == files["ca-cert.pem"].read_text() + files["root-cert.pem"].read_text()
+        assert (
+            files["cert-chain.pem"].read_text() == files["ca-cert.pem"].read_text() + files["root-cert.pem"].read_text()
+        )
         # The key in cacerts belongs to the intermediate certificate.
         cert_key = openssl("x509", "-noout", "-pubkey", "-in", str(files["ca-cert.pem"])).stdout
         key_pub = openssl("pkey", "-pubout", "-in", str(files["ca-key.pem"])).stdout

@@ -43,17 +43,41 @@ HELLO = "Hello version: {version}, instance: helloworld-{version}-776f57d5f6-s7z
 
 def deployment_controller_standin_marks_available(apps, name: str, namespace: str) -> None:
     """STAND-IN for the deployment controller: one replica, available."""
-    apps.patch_namespaced_deployment_status(name, namespace, {"status": {
-        "observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1,
-        "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
-                        "message": "Deployment has minimum availability."}],
-    }})
+    apps.patch_namespaced_deployment_status(
+        name,
+        namespace,
+        {
+            "status": {
+                "observedGeneration": 1,
+                "replicas": 1,
+                "updatedReplicas": 1,
+                "readyReplicas": 1,
+                "availableReplicas": 1,
+                "conditions": [
+                    {
+                        "type": "Available",
+                        "status": "True",
+                        "reason": "MinimumReplicasAvailable",
+                        "message": "Deployment has minimum availability.",
+                    }
+                ],
+            }
+        },
+    )
 
 
 def set_pod_ready(core, name: str, namespace: str, ready: bool) -> None:
     status = "True" if ready else "False"
-    core.patch_namespaced_pod_status(name, namespace, {"status": {"phase": "Running", "conditions": [
-        {"type": "Ready", "status": status}, {"type": "ContainersReady", "status": status}]}})
+    core.patch_namespaced_pod_status(
+        name,
+        namespace,
+        {
+            "status": {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": status}, {"type": "ContainersReady", "status": status}],
+            }
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +89,9 @@ def mesh(tmp_path_factory):
             apps = kubernetes.client.AppsV1Api(deployed.client(name))
             deployment_controller_standin_marks_available(apps, GATEWAY_NAME, ISTIO_NAMESPACE)
             version = f"v{CLUSTERS.index(name) + 1}"
-            for number, manifest in enumerate(m for m in samples.sample_manifests(version) if m["kind"] == "Deployment"):
+            for number, manifest in enumerate(
+                m for m in samples.sample_manifests(version) if m["kind"] == "Deployment"
+            ):
                 run_pod(deployed.client(name), manifest, f"10.244.{CLUSTERS.index(name) + 1}.{number + 10}")
         yield deployed
     finally:
@@ -81,8 +107,9 @@ class MeshExec:
 
     def __init__(self, mesh_config: config.MeshConfig, **overrides: list[str]):
         versions = list(v.expected_versions(mesh_config))
-        self.answers = {c.name: overrides.get(c.name) or [HELLO.format(version=x) for x in versions]
-                        for c in mesh_config.clusters}
+        self.answers = {
+            c.name: overrides.get(c.name) or [HELLO.format(version=x) for x in versions] for c in mesh_config.clusters
+        }
         self.calls = {name: 0 for name in self.answers}
 
     def __call__(self, cluster: str) -> str:
@@ -158,8 +185,18 @@ def test_the_command_runs_the_real_exec_and_reports_why_it_failed(mesh, tmp_path
     """The CLI, end to end: `--stack` reads Pulumi.itest-verify.yaml (written by the fixture),
     `--config` a copy of it; the real exec reaches the API server, which refuses it because no
     node runs the pod."""
-    command = [sys.executable, "-m", "mesh.cli", "verify", "--stack", "itest-verify", "--requests", "2",
-               "--timeout", "10"]
+    command = [
+        sys.executable,
+        "-m",
+        "mesh.cli",
+        "verify",
+        "--stack",
+        "itest-verify",
+        "--requests",
+        "2",
+        "--timeout",
+        "10",
+    ]
     done = subprocess.run([*command, "--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stderr
     report = json.loads(done.stdout)
@@ -177,12 +214,15 @@ def test_the_command_runs_the_real_exec_and_reports_why_it_failed(mesh, tmp_path
     copy.write_text(stack_file.read_text())
     root = tmp_path / "root.pem"
     root.write_text(mesh.outputs["rootCertificate"])
-    command[command.index("--stack"):command.index("--stack") + 2] = ["--config", str(copy), "--root-cert", str(root)]
+    command[command.index("--stack") : command.index("--stack") + 2] = ["--config", str(copy), "--root-cert", str(root)]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
     print(done.stdout)
     assert "\nremote secrets\n  CLUSTER  ITEM                          RESULT  DETAIL\n" in done.stdout
-    assert "  east     istio-remote-secret-cluster2  ok      opens west (network2) and may read what istiod reads\n" in done.stdout
+    assert (
+        "  east     istio-remote-secret-cluster2  ok      opens west (network2) and may read what istiod reads\n"
+        in done.stdout
+    )
     assert done.stdout.rstrip().endswith("the mesh is NOT working: 24 passed, 2 failed, 0 skipped")
 
 
@@ -198,18 +238,29 @@ def test_a_deleted_remote_secret_fails_it_and_what_east_istiod_reads_through_it(
         wait_for("east's istiod to drop cluster2", lambda: "cluster2" not in synced_peers(mesh, "east"), timeout=30)
         report = run(mesh, timeout=2)
     finally:
-        core.create_namespaced_secret(namespace, kubernetes.client.V1Secret(
-            metadata=kubernetes.client.V1ObjectMeta(
-                name=saved.metadata.name, labels=saved.metadata.labels, annotations=saved.metadata.annotations),
-            type=saved.type, data=saved.data))
-    missing = ("not found in istio-system: east's istiod cannot see west's endpoints; "
-               "`pulumi up --refresh` recreates it")
+        core.create_namespaced_secret(
+            namespace,
+            kubernetes.client.V1Secret(
+                metadata=kubernetes.client.V1ObjectMeta(
+                    name=saved.metadata.name, labels=saved.metadata.labels, annotations=saved.metadata.annotations
+                ),
+                type=saved.type,
+                data=saved.data,
+            ),
+        )
+    missing = "not found in istio-system: east's istiod cannot see west's endpoints; `pulumi up --refresh` recreates it"
     assert failures(report) == {
         (v.REMOTE_SECRETS, "east", "istio-remote-secret-cluster2"): missing,
-        (v.ISTIOD_PEERS, "east", "peer west"):
-            f"istiod has no remote cluster cluster2: its remote secret is wrong: {missing}",
-        (v.REMOTE_ENDPOINTS, "east", "helloworld of west"):
-            "istiod does not read west (see istiod peers), so it has none of its endpoints",
+        (
+            v.ISTIOD_PEERS,
+            "east",
+            "peer west",
+        ): f"istiod has no remote cluster cluster2: its remote secret is wrong: {missing}",
+        (
+            v.REMOTE_ENDPOINTS,
+            "east",
+            "helloworld of west",
+        ): "istiod does not read west (see istiod peers), so it has none of its endpoints",
     }
     assert run(mesh).ok
 
@@ -242,24 +293,34 @@ def test_a_remote_secret_that_opens_the_other_cluster_is_caught(mesh):
     east_url = mesh.cluster_config("east")["apiServerUrl"]
     west_url = mesh.cluster_config("west")["apiServerUrl"]
     forged = remote_kubeconfig(
-        "cluster1", west_url, opens_west["clusters"][0]["cluster"]["certificate-authority-data"],
+        "cluster1",
+        west_url,
+        opens_west["clusters"][0]["cluster"]["certificate-authority-data"],
         opens_west["users"][0]["user"]["token"],
     )
     name = "istio-remote-secret-cluster1"
     saved = west_core.read_namespaced_secret(name, namespace).data
-    west_core.patch_namespaced_secret(name, namespace, {"data": {"cluster1": base64.b64encode(forged.encode()).decode()}})
+    west_core.patch_namespaced_secret(
+        name, namespace, {"data": {"cluster1": base64.b64encode(forged.encode()).decode()}}
+    )
     try:
         report = run(mesh, timeout=2)
     finally:
         west_core.patch_namespaced_secret(name, namespace, {"data": saved})
     assert failures(report) == {
-        (v.REMOTE_SECRETS, "west", name):
-            f"its server is {west_url}, not east's apiServerUrl {east_url}; it opens a cluster on network "
-            "network2, not east (network1): the server URL or token belongs to another cluster",
+        (
+            v.REMOTE_SECRETS,
+            "west",
+            name,
+        ): f"its server is {west_url}, not east's apiServerUrl {east_url}; it opens a cluster on network "
+        "network2, not east (network1): the server URL or token belongs to another cluster",
         # The real istiod took west for cluster1, so it lost the way into network1.
-        (v.REMOTE_ENDPOINTS, "west", "helloworld of east"):
-            "istiod knows no gateway for network network1: does east's east-west gateway Service have an "
-            "address and the label topology.istio.io/network=network1?",
+        (
+            v.REMOTE_ENDPOINTS,
+            "west",
+            "helloworld of east",
+        ): "istiod knows no gateway for network network1: does east's east-west gateway Service have an "
+        "address and the label topology.istio.io/network=network1?",
     }
 
 
@@ -267,8 +328,10 @@ def test_cacerts_signed_by_another_root_is_caught_on_both_sides(mesh):
     core, namespace = istio_system(mesh, "west")
     saved = core.read_namespaced_secret("cacerts", namespace).data
     other = make_ca("Root CA")
-    foreign = {key: base64.b64encode(pem).decode()
-               for key, pem in bundle(make_ca("Intermediate CA", issuer=other), other[0]).items()}
+    foreign = {
+        key: base64.b64encode(pem).decode()
+        for key, pem in bundle(make_ca("Intermediate CA", issuer=other), other[0]).items()
+    }
     core.patch_namespaced_secret("cacerts", namespace, {"data": foreign})
     stack_root = x509.load_pem_x509_certificate(mesh.outputs["rootCertificate"].encode())
     try:
@@ -304,16 +367,21 @@ def test_a_gateway_without_address_and_an_unready_istio_are_reported_and_awaited
             if condition["type"] == "Ready":
                 condition.update(status="False", reason="ReconcileError", message=message)
         istio["status"]["state"] = "ReconcileError"
-        custom.patch_cluster_custom_object_status("sailoperator.io", "v1", "istios", "default", {"status": istio["status"]})
+        custom.patch_cluster_custom_object_status(
+            "sailoperator.io", "v1", "istios", "default", {"status": istio["status"]}
+        )
         said = []
         report = run(mesh, timeout=3, progress=said.append)
     finally:
         mesh.lab.start_standin()
     assert failures(report) == {
         (v.CONTROL_PLANE, "east", "Istio default"): f"not Ready (state ReconcileError): ReconcileError: {message}",
-        (v.GATEWAY, "east", f"Service {GATEWAY_NAME}"):
-            "has no address (status.loadBalancer.ingress is empty), so cross-network traffic cannot flow into "
-            "east: look at the Service's events and the load-balancer controller",
+        (
+            v.GATEWAY,
+            "east",
+            f"Service {GATEWAY_NAME}",
+        ): "has no address (status.loadBalancer.ingress is empty), so cross-network traffic cannot flow into "
+        "east: look at the Service's events and the load-balancer controller",
     }
     assert any(line.startswith("waiting for Istio and IstioCNI, ") for line in said), said
     # With the stand-in back, a verify that waits sees both recover.
@@ -329,8 +397,7 @@ def test_a_sample_pod_that_is_not_ready_fails_its_deployment(mesh):
     finally:
         set_pod_ready(core, pod.metadata.name, samples.NAMESPACE, True)
     assert failures(report) == {
-        (v.SAMPLE_PODS, "west", "Deployment sleep"):
-            f"no Ready pod (pods: {pod.metadata.name} Running); {v.NO_NODE}",
+        (v.SAMPLE_PODS, "west", "Deployment sleep"): f"no Ready pod (pods: {pod.metadata.name} Running); {v.NO_NODE}",
     }
 
 
@@ -341,8 +408,11 @@ def test_traffic_that_never_crosses_fails_the_source_that_sees_one_version(mesh)
     report = run(mesh, exec_=exec_)
     assert exec_.calls == {"east": 4, "west": 4}
     assert failures(report) == {
-        (v.TRAFFIC, "west", "sleep -> helloworld"):
-            "never answered by v1 (east): traffic from west does not reach east: look at the gateway, "
-            "remote-secret and cacerts checks above; 2 of 4 failed, e.g. 2x "
-            "\"curl: (7) Failed to connect to helloworld.sample port 5000 after 3 ms: Couldn't connect to server\"",
+        (
+            v.TRAFFIC,
+            "west",
+            "sleep -> helloworld",
+        ): "never answered by v1 (east): traffic from west does not reach east: look at the gateway, "
+        "remote-secret and cacerts checks above; 2 of 4 failed, e.g. 2x "
+        '"curl: (7) Failed to connect to helloworld.sample port 5000 after 3 ms: Couldn\'t connect to server"',
     }
