@@ -141,43 +141,17 @@ def cacerts_of(registrations) -> list[dict]:
 OLD, NEW = engine_mocks.fake_cert("mesh-root-ca-cert"), engine_mocks.fake_cert("mesh-root-ca-g1-cert")
 
 
+# fmt: off
 @pytest.mark.parametrize(
     "phase,previous,roots,signed_by,intermediate,bundle",
     [
-        (
-            "trust",
-            state(0, "steady", {"0": RSA}),
-            {"mesh-root-ca-cert": True, "mesh-root-ca-g1-cert": True},
-            OLD,
-            "intermediate-ca-cert",
-            OLD + NEW,
-        ),
-        (
-            "sign",
-            state(1, "trust", {"0": RSA, "1": ECDSA}),
-            {"mesh-root-ca-cert": True, "mesh-root-ca-g1-cert": True},
-            NEW,
-            "intermediate-ca-g1-cert",
-            OLD + NEW,
-        ),
-        (
-            "retire",
-            state(1, "sign", {"0": RSA, "1": ECDSA}),
-            {"mesh-root-ca-cert": False, "mesh-root-ca-g1-cert": True},
-            NEW,
-            "intermediate-ca-g1-cert",
-            NEW,
-        ),
-        (
-            None,
-            state(1, "retire", {"0": RSA, "1": ECDSA}),
-            {"mesh-root-ca-g1-cert": True},
-            NEW,
-            "intermediate-ca-g1-cert",
-            NEW,
-        ),
+        ("trust", state(0, "steady", {"0": RSA}), {"mesh-root-ca-cert": True, "mesh-root-ca-g1-cert": True}, OLD, "intermediate-ca-cert", OLD + NEW),
+        ("sign", state(1, "trust", {"0": RSA, "1": ECDSA}), {"mesh-root-ca-cert": True, "mesh-root-ca-g1-cert": True}, NEW, "intermediate-ca-g1-cert", OLD + NEW),
+        ("retire", state(1, "sign", {"0": RSA, "1": ECDSA}), {"mesh-root-ca-cert": False, "mesh-root-ca-g1-cert": True}, NEW, "intermediate-ca-g1-cert", NEW),
+        (None, state(1, "retire", {"0": RSA, "1": ECDSA}), {"mesh-root-ca-g1-cert": True}, NEW, "intermediate-ca-g1-cert", NEW),
     ],
 )
+# fmt: on
 def test_every_cluster_gets_the_phases_roots_signer_and_bundle(
     east_west, phase, previous, roots, signed_by, intermediate, bundle
 ):

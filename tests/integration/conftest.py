@@ -95,26 +95,20 @@ def openssl(*args: str, input_text: str | None = None) -> subprocess.CompletedPr
     return subprocess.run(["openssl", *args], input=input_text, capture_output=True, text=True)
 
 
+def new_key_and_request(key: Path, csr: Path, subject: str) -> None:
+    """With openssl, a new P-256 key and a certificate request for `subject`."""
+    made = openssl(
+        "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", str(key), "-subj", subject, "-out", str(csr),
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+
+
 def issue(directory: Path, name: str, ca_cert: Path, ca_key: Path, extfile: Path) -> Path:
     """With openssl, a new key and a certificate for it signed by `ca_cert`/`ca_key`, as istiod
     signs workload certificates; returns the certificate (its key is `name`.key beside it)."""
     key, csr, cert = (directory / f"{name}.{suffix}" for suffix in ("key", "csr", "pem"))
-    made = openssl(
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        str(key),
-        "-subj",
-        f"/CN={name}",
-        "-out",
-        str(csr),
-    )
-    assert made.returncode == 0, made.stderr
+    new_key_and_request(key, csr, f"/CN={name}")
     signed = openssl(
         "x509",
         "-req",
@@ -222,22 +216,7 @@ def workload_certificate(mesh: DeployedMesh, cluster: str, directory: Path) -> l
     """A certificate for sample/sleep from the cluster's istiod CA, as pilot-agent asks for one:
     a CSR with a service-account token of audience istio-ca. Leaf first."""
     key, csr = directory / f"{cluster}.key", directory / f"{cluster}.csr"
-    made = openssl(
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        str(key),
-        "-subj",
-        "/O=sleep",
-        "-out",
-        str(csr),
-    )
-    assert made.returncode == 0, made.stderr
+    new_key_and_request(key, csr, "/O=sleep")
     token = service_account_token(mesh, cluster, "sample", "sleep")
     with xds_channel(mesh, cluster) as channel:
         return istio_clients.request_certificate(channel, token, csr.read_text(), cluster_name(mesh, cluster))
