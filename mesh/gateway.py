@@ -11,6 +11,7 @@ from typing import Any, Optional, Sequence
 import pulumi
 
 from . import kube
+from .plan.gateway import ingress_address
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,3 @@ class EastWestGateway(pulumi.ComponentResource):
         self.gateway = kube.create(name, args.cross_network_gateway, child)
         self.address = self.service.status.apply(ingress_address)
         self.register_outputs({"address": self.address})
-
-
-def ingress_address(status: Any) -> Optional[str]:
-    balancer = getattr(status, "load_balancer", None)
-    ingress = getattr(balancer, "ingress", None)
-    if not ingress:
-        return None
-    return ingress[0].ip or ingress[0].hostname

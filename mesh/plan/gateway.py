@@ -265,3 +265,13 @@ def source_ranges(mesh: MeshConfig, cluster: ClusterConfig) -> tuple[str, ...]:
             f"{cluster.name!r} would be open to the whole internet (no source ranges are configured); expected {accepted}"
         )
     return ()  # open by explicit choice: no loadBalancerSourceRanges at all
+
+
+def ingress_address(status: Any) -> Optional[str]:
+    """The load balancer's address from a Service status, as the provider or the Kubernetes client
+    gives it (both name the fields load_balancer, ingress, ip, hostname)."""
+    balancer = getattr(status, "load_balancer", None)
+    ingress = getattr(balancer, "ingress", None)
+    if not ingress:
+        return None
+    return ingress[0].ip or ingress[0].hostname
