@@ -2,7 +2,7 @@
 # Provides the tools the lab and the integration tests run, at the pinned versions, and links
 # them into the virtualenv: the Pulumi CLI, language host and provider plugins; kube-apiserver,
 # kube-controller-manager, kubectl and etcd; Istio's pilot-discovery (istiod) and istioctl;
-# actionlint.
+# actionlint; OpenShift's CRD manifests for the benchmark.
 #
 # The official installers download from sites this machine cannot reach, so each piece is
 # built from Go modules into ${MESH_TOOLCHAIN_CACHE:-~/.cache/mesh-toolchain}, one folder per
@@ -23,6 +23,8 @@ link_dir() {  # link every executable of $1 into the venv's bin
 for dir in $(bash "$HERE/kubernetes.sh"); do link_dir "$dir"; done
 link_dir "$(bash "$HERE/actionlint.sh")"
 link_dir "$(bash "$HERE/istio.sh")"
+# OpenShift's CRDs, for the benchmark's API servers of OpenShift size (bench/).
+ln -sfn "$(bash "$HERE/openshift-crds.sh")" "$VENV/openshift-crds"
 
 # pulumi.sh prints `export PATH=...` and `export PULUMI_HOME=...` once everything is built.
 eval "$(bash "$HERE/pulumi.sh" --print-env)"

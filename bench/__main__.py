@@ -1,0 +1,73 @@
+"""`python -m bench`: every figure of the mesh program beside its floor, in one run.
+
+    .venv/bin/python -m bench                 # lab sizes 2 4 8, graph 2..32, OpenShift CRDs at 2
+    .venv/bin/python -m bench --smoke         # the smallest of each (CI runs this; no timing assert)
+    .venv/bin/python -m bench --markdown      # also print the table as Markdown (the README's)
+
+Needs the toolchain (`bash setup.sh`): the lab's API servers and istiod, the Pulumi CLI and
+plugins, kubectl, istioctl, openssl, and OpenShift's CRDs (`.venv/openshift-crds`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import shutil
+import sys
+import tempfile
+
+from lab.crds import default_dir as istio_crds
+from lab.crds import load as load_crds
+from lab.stack import VENV
+
+from . import graph, up
+from .report import markdown, render
+
+
+def openshift_crds(workdir: pathlib.Path) -> pathlib.Path:
+    """The lab's CRDs (Sail, Istio, Gateway API) and OpenShift's default feature set, in one
+    folder, one definition per CRD name (openshift/api carries a few in two versions' folders)."""
+    folder = workdir / "openshift-crds"
+    folder.mkdir()
+    seen: set[str] = set()
+    for source in (istio_crds(), (VENV / "openshift-crds").resolve()):
+        for crd in load_crds(source):
+            if crd["metadata"]["name"] not in seen:
+                seen.add(crd["metadata"]["name"])
+                (folder / f"{crd['metadata']['name']}.yaml").write_text(json.dumps(crd), encoding="utf-8")
+    return folder
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="the smallest size of each part, one run each")
+    parser.add_argument("--sizes", default="2,4,8", help="lab cluster counts for `up` (default 2,4,8)")
+    parser.add_argument("--graph-sizes", default="2,4,8,16,32", help="cluster counts for the graph build")
+    parser.add_argument("--openshift-size", type=int, default=2, help="clusters for the OpenShift-CRD lab (0: none)")
+    parser.add_argument("--runs", type=int, default=3, help="no-op previews/ups per figure (the median is shown)")
+    parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    args = parser.parse_args(argv)
+    sizes = [2] if args.smoke else [int(s) for s in args.sizes.split(",") if s]
+    graph_sizes = [2, 4] if args.smoke else [int(s) for s in args.graph_sizes.split(",") if s]
+    runs = 1 if args.smoke else args.runs
+
+    rows = graph.measure(graph_sizes)
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="mesh-bench-"))
+    try:
+        for count in sizes:
+            rows += up.measure(count, workdir, runs)
+        if args.openshift_size:
+            crds = openshift_crds(workdir)
+            rows += up.measure(args.openshift_size, workdir, runs, crds, label=", OpenShift CRDs")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(render(rows, "mesh benchmark"))
+    if args.markdown:
+        print()
+        print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
