@@ -59,5 +59,5 @@ class RemoteReader(pulumi.ComponentResource):
         data = pulumi.Output.secret(secret.data)
         self.token = data.apply(lambda d: base64.b64decode(d["token"]).decode())
         self.ca_data = data.apply(lambda d: d["ca.crt"])
-        self.token_secret_name = secret.metadata.apply(lambda m: m.name)
+        self.token_secret_name = secret.metadata.apply(lambda m: m["name"])
         self.register_outputs({"token_secret_name": self.token_secret_name})

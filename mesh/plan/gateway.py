@@ -11,7 +11,8 @@ Gateway (the stored version; the docs still say v1alpha3).
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+import re
+from typing import Any, Mapping, Optional, Sequence
 
 from ..config import ClusterConfig, ConfigError, MeshConfig
 from .names import ISTIO_NAMESPACE, NETWORK_LABEL, SKIP_AWAIT, WAIT_FOR
@@ -267,11 +268,17 @@ def source_ranges(mesh: MeshConfig, cluster: ClusterConfig) -> tuple[str, ...]:
     return ()  # open by explicit choice: no loadBalancerSourceRanges at all
 
 
+def _field(value: Any, name: str) -> Any:
+    """A field of the provider's output (a mapping, camelCase) or of a Kubernetes client object
+    (attributes, snake_case)."""
+    if isinstance(value, Mapping):
+        return value.get(name)
+    return getattr(value, re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower(), None)
+
+
 def ingress_address(status: Any) -> Optional[str]:
-    """The load balancer's address from a Service status, as the provider or the Kubernetes client
-    gives it (both name the fields load_balancer, ingress, ip, hostname)."""
-    balancer = getattr(status, "load_balancer", None)
-    ingress = getattr(balancer, "ingress", None)
+    """The load balancer's address from a Service status, as the provider or the Kubernetes client gives it."""
+    ingress = _field(_field(status, "loadBalancer"), "ingress")
     if not ingress:
         return None
-    return ingress[0].ip or ingress[0].hostname
+    return _field(ingress[0], "ip") or _field(ingress[0], "hostname")
