@@ -52,21 +52,35 @@ def main(argv: list[str]) -> int:
     graph_sizes = [2, 4] if args.smoke else [int(s) for s in args.graph_sizes.split(",") if s]
     runs = 1 if args.smoke else args.runs
 
-    rows = graph.measure(graph_sizes)
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="mesh-bench-"))
+    parts = [(f"graph build, {graph_sizes}", lambda: graph.measure(graph_sizes))]
+    parts += [(f"`up`, {n} clusters", lambda n=n: up.measure(n, workdir, runs)) for n in sizes]
+    if args.openshift_size:
+        n = args.openshift_size
+        parts.append(
+            (f"`up`, {n} clusters, OpenShift CRDs",
+             lambda: up.measure(n, workdir, runs, openshift_crds(workdir), label=", OpenShift CRDs"))
+        )  # fmt: skip
+    rows, failed = [], []
     try:
-        for count in sizes:
-            rows += up.measure(count, workdir, runs)
-        if args.openshift_size:
-            crds = openshift_crds(workdir)
-            rows += up.measure(args.openshift_size, workdir, runs, crds, label=", OpenShift CRDs")
+        for name, part in parts:
+            try:
+                done = part()
+            except Exception as error:  # noqa: BLE001 - one part failing leaves the others' figures
+                failed.append(f"{name}: {type(error).__name__}: {str(error)[-2000:]}")
+                continue
+            rows += done
+            print(render(done, name), flush=True)  # as each part ends: a long run keeps what it has
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    print()
     print(render(rows, "mesh benchmark"))
     if args.markdown:
         print()
         print(markdown(rows))
-    return 0
+    for failure in failed:
+        print(f"FAILED {failure}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

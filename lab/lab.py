@@ -104,7 +104,9 @@ class Lab:
             self._planes[name] = plane
         self._write_kubeconfig()
         self._save()
-        pool = ThreadPoolExecutor(len(self._planes))
+        # At most four clusters come up at once: on a small machine (2 cores) more API servers
+        # compiling the CRDs' schemas at the same time answer too slowly (seen with 8).
+        pool = ThreadPoolExecutor(min(len(self._planes), 4))
         try:
             list(pool.map(lambda p: self._bring_up(p, bins, crd_docs), self._planes.values()))
             if self.standin:
