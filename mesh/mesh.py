@@ -48,24 +48,32 @@ class Mesh(pulumi.ComponentResource):
                 pulumi.ResourceOptions(parent=self, providers=[provider]),
             )
         self.remote_secrets: dict[str, list[str]] = {name: [] for name in self.clusters}
+        # One kubeconfig per source cluster, the same in the secret on every other cluster:
+        # made once, not N-1 times (a mesh of N clusters holds N(N-1) remote secrets).
+        data = {name: self._remote_secret_data(cluster) for name, cluster in self.clusters.items()}
         for source, holder in plan.remote_secrets:
-            self._remote_secret(source, holder)
+            self._remote_secret(source, holder, data[source])
         self.register_outputs({"mesh_id": config.mesh_id})
 
-    def _remote_secret(self, source_name: str, holder_name: str) -> None:
-        """On `holder`, the secret through which its istiod reads `source`."""
-        source = self.clusters[source_name]
-        holder = self.clusters[holder_name]
-        cluster_name = source.config.cluster_name
-        server = source.config.api_server_url
-        kubeconfig = pulumi.Output.all(source.reader.ca_data, source.reader.token).apply(
-            lambda values: remote_kubeconfig(cluster_name, server, values[0], values[1])
+    @staticmethod
+    def _remote_secret_data(source: MeshCluster) -> pulumi.Output[dict]:
+        """The data of every remote secret that reads `source`: one key, its kubeconfig (secret)."""
+        name, server = source.config.cluster_name, source.config.api_server_url
+        return pulumi.Output.secret(
+            pulumi.Output.all(source.reader.ca_data, source.reader.token).apply(
+                lambda values: {name: remote_kubeconfig(name, server, values[0], values[1])}
+            )
         )
+
+    def _remote_secret(self, source_name: str, holder_name: str, data: pulumi.Output[dict]) -> None:
+        """On `holder`, the secret through which its istiod reads `source`."""
+        holder = self.clusters[holder_name]
+        cluster_name = self.clusters[source_name].config.cluster_name
         kube.create(
             holder_name,
             remote_secret_manifest(cluster_name),
             pulumi.ResourceOptions(parent=holder, depends_on=[holder.control_plane.namespace]),
-            overrides={"stringData": pulumi.Output.secret(kubeconfig).apply(lambda text: {cluster_name: text})},
+            overrides={"stringData": data},
         )
         self.remote_secrets[holder_name].append(remote_secret_name(cluster_name))
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 
 import yaml
 
 from .errors import refused
+
+# libyaml's parser where PyYAML has it (a large kubeconfig parses in a fraction of the time).
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -35,9 +39,17 @@ def read(value: str | None, path: str) -> Kubeconfig:
         with open(value, encoding="utf-8") as handle:
             text = handle.read()
     try:
-        document = yaml.safe_load(text) or {}
-        contexts = {c.get("name"): c.get("context") or {} for c in document.get("contexts") or []}
-        servers = {c.get("name"): (c.get("cluster") or {}).get("server", "") for c in document.get("clusters") or []}
+        servers = _servers(text)
     except (yaml.YAMLError, AttributeError):
         raise refused(path, value, "a kubeconfig YAML document", secret=is_content) from None
-    return Kubeconfig(value, is_content, {name: servers.get(ctx.get("cluster"), "") for name, ctx in contexts.items()})
+    return Kubeconfig(value, is_content, dict(servers))
+
+
+@functools.lru_cache(maxsize=16)
+def _servers(text: str) -> tuple[tuple[str, str], ...]:
+    """(context, server) of a kubeconfig document. Cached: every cluster of a mesh usually names
+    the same kubeconfig file, which would otherwise be parsed once per cluster."""
+    document = yaml.load(text, Loader=_LOADER) or {}
+    contexts = {c.get("name"): c.get("context") or {} for c in document.get("contexts") or []}
+    servers = {c.get("name"): (c.get("cluster") or {}).get("server", "") for c in document.get("clusters") or []}
+    return tuple((name, servers.get(context.get("cluster"), "")) for name, context in contexts.items())
