@@ -1,6 +1,7 @@
 """`python -m bench`: every figure of the mesh program beside its floor, in one run.
 
-    .venv/bin/python -m bench                 # lab sizes 2 4 8, graph 2..32, OpenShift CRDs at 2
+    .venv/bin/python -m bench                 # lab sizes 2 4 8, graph 2..32, OpenShift CRDs at 2,
+                                              # a preview of 100 unreachable clusters
     .venv/bin/python -m bench --smoke         # the smallest of each (CI runs this; no timing assert)
     .venv/bin/python -m bench --markdown      # also print the table as Markdown (the README's)
 
@@ -21,7 +22,7 @@ from lab.crds import default_dir as istio_crds
 from lab.crds import load as load_crds
 from lab.stack import VENV
 
-from . import graph, up
+from . import graph, scale, up
 from .report import markdown, render
 
 
@@ -45,12 +46,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sizes", default="2,4,8", help="lab cluster counts for `up` (default 2,4,8)")
     parser.add_argument("--graph-sizes", default="2,4,8,16,32", help="cluster counts for the graph build")
     parser.add_argument("--openshift-size", type=int, default=2, help="clusters for the OpenShift-CRD lab (0: none)")
+    parser.add_argument("--scale-size", type=int, default=100, help="clusters of the large preview (0: none)")
     parser.add_argument("--runs", type=int, default=3, help="no-op previews/ups per figure (the median is shown)")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     args = parser.parse_args(argv)
     sizes = [2] if args.smoke else [int(s) for s in args.sizes.split(",") if s]
     graph_sizes = [2, 4] if args.smoke else [int(s) for s in args.graph_sizes.split(",") if s]
     runs = 1 if args.smoke else args.runs
+    scale_size = 3 if args.smoke else args.scale_size
 
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="mesh-bench-"))
     parts = [(f"graph build, {graph_sizes}", lambda: graph.measure(graph_sizes))]
@@ -61,6 +64,8 @@ def main(argv: list[str]) -> int:
             (f"`up`, {n} clusters, OpenShift CRDs",
              lambda: up.measure(n, workdir, runs, openshift_crds(workdir), label=", OpenShift CRDs"))
         )  # fmt: skip
+    if scale_size:
+        parts.append((f"large preview, {scale_size} clusters", lambda: scale.measure(scale_size, workdir / "scale")))
     rows, failed = [], []
     try:
         for name, part in parts:

@@ -56,6 +56,7 @@ def config(n: int, kubeconfig: pathlib.Path) -> dict:
 
 
 def measure(n: int, workdir: pathlib.Path) -> list[Row]:
+    workdir.mkdir(parents=True, exist_ok=True)
     _kubeconfig(workdir / "kubeconfig", n)
     mesh = projects.mesh_project(workdir / "project", workdir / "state", "scale").init(
         config(n, workdir / "kubeconfig")

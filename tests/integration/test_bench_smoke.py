@@ -24,6 +24,7 @@ def test_the_benchmark_runs_at_its_smallest_size_with_a_floor_beside_each_time()
         "no-op `up`, 2 clusters",
         "`up` from nothing, 2 clusters, OpenShift CRDs",
         "no-op `preview`, 2 clusters, OpenShift CRDs",
+        "`preview` from nothing, 3 unreachable clusters",
     ):
         assert what in rows, done.stdout
         assert re.search(r"\d+\.\d\d s +\d+\.\d\d s +\d+\.\d\dx", rows[what]), rows[what]
