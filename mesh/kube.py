@@ -37,14 +37,14 @@ class KubernetesObject(pulumi.CustomResource):
         kind = props["kind"]
         if kind in _WITH_STATUS:
             props.setdefault("status", None)
-        secret = pulumi.ResourceOptions(version=_utilities.get_version())
+        own = pulumi.ResourceOptions(version=_utilities.get_version())
         if kind == "Secret":
             props.setdefault("data", None)  # filled in by the cluster (a token secret's token)
             for key in ("data", "stringData"):
                 if props.get(key) is not None:
                     props[key] = pulumi.Output.secret(props[key])
-            secret.additional_secret_outputs = ["data", "stringData"]
-        super().__init__(type_token(props["apiVersion"], kind), name, props, pulumi.ResourceOptions.merge(opts, secret))
+            own.additional_secret_outputs = ["data", "stringData"]
+        super().__init__(type_token(props["apiVersion"], kind), name, props, pulumi.ResourceOptions.merge(opts, own))
 
 
 def resource_name(cluster: str, manifest: Mapping[str, Any]) -> str:

@@ -31,7 +31,6 @@ class Mesh(pulumi.ComponentResource):
         super().__init__("istio-mesh:mesh:Mesh", name, None, opts)
         plan = args.plan
         config = self.config = plan.config
-        self.root_state = plan.root_state
         self.roots = MeshRoots(f"{name}-root-ca", plan.roots, plan.root_state, pulumi.ResourceOptions(parent=self))
         self.clusters: dict[str, MeshCluster] = {}
         for cluster in plan.clusters:

@@ -113,13 +113,9 @@ class RecordingMonitor(mocks.MockMonitor):
         return response
 
 
-LAST_MONITOR: Optional[RecordingMonitor] = None
-
-
 def install(preview: bool = False, previous_outputs: Optional[dict] = None) -> RecordingMonitor:
-    global LAST_MONITOR
     stand_in = ProviderStandIn(previous_outputs)
-    monitor = LAST_MONITOR = RecordingMonitor(stand_in)
+    monitor = RecordingMonitor(stand_in)
     pulumi.runtime.set_mocks(stand_in, project="istio-mesh", stack="test", preview=preview, monitor=monitor)
     return monitor
 
@@ -143,15 +139,12 @@ async def resolve(value: Any) -> tuple[Any, bool]:
     return value, False
 
 
-def run_stack(
-    raw: dict, preview: bool = False, previous_outputs: Optional[dict] = None
-) -> tuple[RecordingMonitor, Any]:
-    """Run the program's entry (`mesh.program`) as `pulumi up` would on a stack whose `mesh:`
-    config is `raw` (handed over as Pulumi does: scalars as text, the rest as JSON) and whose
-    last update exported `previous_outputs`. Returns the monitor and the stack's outputs."""
+def run_stack(raw: dict) -> Any:
+    """Run the program's entry (`mesh.program`) as `pulumi up` would, under the mocks `install`
+    put in place, on a stack whose `mesh:` config is `raw` (handed over as Pulumi does: scalars
+    as text, the rest as JSON). Returns the stack's outputs."""
     from mesh import program
 
-    monitor = install(preview=preview, previous_outputs=previous_outputs)
     pulumi.runtime.set_all_config(
         {f"mesh:{key}": value if isinstance(value, str) else json.dumps(value) for key, value in raw.items()}
     )
@@ -159,7 +152,7 @@ def run_stack(
         outputs, _ = run_program(lambda: program.build(program.checked_plan()).outputs())
     finally:
         pulumi.runtime.set_all_config({})
-    return monitor, outputs
+    return outputs
 
 
 def run_program(program: Callable[[], Any]) -> tuple[Any, bool]:

@@ -122,10 +122,11 @@ def test_fewer_than_two_clusters_is_refused(east_west):
 def test_open_gateway_is_refused_before_any_resource(east_west):
     for cluster in east_west["clusters"]:
         cluster.pop("egressCidrs")
+    monitor = engine_mocks.install()
     with pytest.raises(pulumi.RunError, match="open to the whole internet") as refused:
         engine_mocks.run_stack(east_west)
     assert str(refused.value).startswith("config mesh:clusters[1].egressCidrs and mesh:gatewayExtraSourceRanges: ")
-    registered = {r.type for r in engine_mocks.LAST_MONITOR.registrations}
+    registered = {r.type for r in monitor.registrations}
     assert registered <= {"pulumi:pulumi:Stack", "pulumi:pulumi:StackReference"}, registered
 
 

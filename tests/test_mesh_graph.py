@@ -14,7 +14,8 @@ from . import engine_mocks
 
 
 def build(raw: dict, preview: bool = False, previous_outputs: dict | None = None):
-    monitor, outputs = engine_mocks.run_stack(raw, preview=preview, previous_outputs=previous_outputs)
+    monitor = engine_mocks.install(preview=preview, previous_outputs=previous_outputs)
+    outputs = engine_mocks.run_stack(raw)
     return config.parse(raw), monitor.registrations, outputs
 
 
@@ -275,9 +276,9 @@ def test_root_state_is_exported_and_an_unchanged_root_passes(east_west):
 )
 def test_a_change_of_root_settings_is_refused_before_the_root_is_touched(east_west, change, key, previous):
     east_west["certificates"] = change
+    monitor = engine_mocks.install(previous_outputs=previous)
     with pytest.raises(Exception) as error:
-        engine_mocks.run_stack(east_west, previous_outputs=previous)
-    monitor = engine_mocks.LAST_MONITOR
+        engine_mocks.run_stack(east_west)
     message = str(error.value)
     assert f"mesh:certificates.{key}" in message and "Root rotation" in message, message
     # Refused at the program's entry, before anything but the stack and the read of its own

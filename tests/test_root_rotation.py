@@ -126,7 +126,8 @@ def build(raw: dict, phase: str | None, previous: dict):
     raw["certificates"] = {"rootGeneration": 1, "keyAlgorithm": "ECDSA", "rootValidityHours": 175200}
     if phase:
         raw["certificates"]["rootRotation"] = phase
-    monitor, outputs = engine_mocks.run_stack(raw, previous_outputs={"rootCertificateAuthority": previous})
+    monitor = engine_mocks.install(previous_outputs={"rootCertificateAuthority": previous})
+    outputs = engine_mocks.run_stack(raw)
     return config.parse(raw), monitor.registrations, outputs
 
 

@@ -163,12 +163,6 @@ def _rotation(value: Any) -> str:
     return str(value)
 
 
-def _kubeconfig(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise Refused()
-    return value
-
-
 # A Pulumi secret as it sits in a stack file.
 _SECURE = {"type": "object", "properties": {"secure": {"type": "string"}}, "required": ["secure"]}
 
@@ -208,6 +202,6 @@ ROTATION = Kind(
 KUBECONFIG = Kind(
     "the path of a kubeconfig file, or the kubeconfig document as one string (a YAML block `|`), not as YAML structure",
     {"oneOf": [{"type": "string", "minLength": 1}, _SECURE]},
-    _kubeconfig,
+    _text,
     secret=True,
 )

@@ -21,9 +21,8 @@ def parse(raw: Mapping[str, Any]) -> MeshConfig:
 
 
 def _section(section: Section, raw: Any, path: str, index: Optional[int]) -> Any:
-    where = path.rstrip(":") if path.endswith(":") else path
     if not isinstance(raw, Mapping):
-        raise refused(where, raw, "an object (a YAML mapping)")
+        raise refused(path.rstrip(":"), raw, "an object (a YAML mapping)")
     names = [key.name for key in section.keys]
     for name in raw:
         if name not in names:
@@ -47,7 +46,7 @@ def _value(key: Key, value: Any, path: str) -> Any:
         if not isinstance(value, list):
             raise refused(path, value, key.kind.accepted)
         if len(value) < key.kind.least:
-            raise ConfigError(f"config {path}: {len(value)} cluster(s) given; a multicluster mesh needs at least two")
+            raise ConfigError(f"config {path}: " + key.kind.too_few.format(count=len(value)))
         return tuple(_section(key.kind.item, item, f"{path}[{i}]", i) for i, item in enumerate(value))
     return key.kind.check(value, path)
 

@@ -61,6 +61,8 @@ class ListOf:
     item: Section
     least: int
     accepted: str
+    too_few: str
+    """The refusal of a shorter list, given its length: `{count} ...`."""
 
 
 CERTIFICATES = Section(
@@ -136,7 +138,13 @@ CLUSTER = Section(
 
 MESH = Section(
     (
-        Key("clusters", ListOf(CLUSTER, 2, "a list of clusters"), "at least two clusters (keys below)"),
+        Key(
+            "clusters",
+            ListOf(
+                CLUSTER, 2, "a list of clusters", "{count} cluster(s) given; a multicluster mesh needs at least two"
+            ),
+            "at least two clusters (keys below)",
+        ),
         Key("meshId", kinds.LABEL, "Istio `meshID`"),
         Key("istioVersion", kinds.ISTIO_VERSION, "`spec.version` of `Istio`/`IstioCNI`; one the Sail CRDs accept"),
         Key("updateStrategy", kinds.choice(*UPDATE_STRATEGIES), "the `Istio` resource's update strategy", "InPlace"),
