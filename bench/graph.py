@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from typing import Mapping, Optional
 
 from mesh import config, program
 from mesh.plan.mesh import plan_mesh
@@ -29,11 +30,13 @@ from .report import Row, render
 GRAPH_TARGET_SECONDS = 10.0  # for 32 clusters (issue 11)
 
 
-def raw_config(n: int, kubeconfig: pathlib.Path) -> dict:
+def raw_config(n: int, kubeconfig: pathlib.Path, servers: Optional[Mapping[str, str]] = None) -> dict:
+    """The `mesh:` config of n clusters c0..c(n-1), writing their kubeconfig; `servers` gives a
+    context's API server (by default a name that never resolves)."""
     from tests.conftest import write_kubeconfig
 
     names = [f"c{i}" for i in range(n)]
-    write_kubeconfig(kubeconfig, names)
+    write_kubeconfig(kubeconfig, names, servers)
     return {
         "meshId": "mesh1",
         "istioVersion": "v1.30.3",
@@ -46,7 +49,7 @@ def raw_config(n: int, kubeconfig: pathlib.Path) -> dict:
                 "clusterName": f"cluster{i}",
                 "network": f"network{i}",
                 "apiServerUrl": f"https://api.{name}.example.com:6443",
-                "egressCidrs": [f"198.51.{i}.0/24"],
+                "egressCidrs": [f"10.{i // 250}.{i % 250}.0/24"],
             }
             for i, name in enumerate(names)
         ],

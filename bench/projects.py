@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
 from typing import Any, Mapping
 
 import yaml
@@ -51,14 +50,15 @@ class Project:
         """The stack's state with secrets in plain text (`pulumi stack export --show-secrets`)."""
         return json.loads(self.pulumi("stack", "export", "--show-secrets").stdout)
 
-    def destroy(self) -> None:
-        self.pulumi("destroy", "--yes", "--skip-preview")
 
-
-def _project_file(name: str, dir: pathlib.Path) -> None:
+def _project_file(name: str, dir: pathlib.Path, program_config: bool = True) -> None:
+    """This project's Pulumi.yaml under another name, on this checkout's virtualenv; without its
+    config (the disabled default providers) for a program that is not ours."""
     document = yaml.safe_load((REPO / "Pulumi.yaml").read_text(encoding="utf-8"))
     document["name"] = name
     document["runtime"]["options"]["virtualenv"] = str(VENV)
+    if not program_config:
+        document.pop("config", None)
     (dir / "Pulumi.yaml").write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
 
 
@@ -72,13 +72,6 @@ def mesh_project(dir: pathlib.Path, state_dir: pathlib.Path, stack: str) -> Proj
 
 def empty_project(dir: pathlib.Path, state_dir: pathlib.Path, stack: str) -> Project:
     dir.mkdir(parents=True, exist_ok=True)
-    _project_file("bench-empty", dir)
-    document = yaml.safe_load((dir / "Pulumi.yaml").read_text(encoding="utf-8"))
-    document.pop("config", None)
-    (dir / "Pulumi.yaml").write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    _project_file("bench-empty", dir, program_config=False)
     (dir / "__main__.py").write_text(EMPTY_PROGRAM, encoding="utf-8")
     return Project(dir, state_dir, stack)
-
-
-def remove(dir: pathlib.Path) -> None:
-    shutil.rmtree(dir, ignore_errors=True)

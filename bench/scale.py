@@ -11,56 +11,20 @@ import pathlib
 import sys
 import tempfile
 
-import yaml
-
-from lab.stack import LAB_MESH
-
 from . import projects
+from .graph import raw_config
 from .report import Row, render
 
 MEMORY_TARGET_MIB = 24 * 1024
 
 
-def _kubeconfig(path: pathlib.Path, n: int) -> None:
-    """Contexts c1..cN, each at its own loopback address on a closed port: refused at once."""
-    names = [f"c{i + 1}" for i in range(n)]
-    document = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {"name": c, "cluster": {"server": f"https://127.0.{1 + i // 250}.{2 + i % 250}:1"}}
-            for i, c in enumerate(names)
-        ],
-        "users": [{"name": c, "user": {"token": "unused"}} for c in names],
-        "contexts": [{"name": c, "context": {"cluster": c, "user": c}} for c in names],
-        "current-context": names[0],
-    }
-    path.write_text(yaml.safe_dump(document), encoding="utf-8")
-
-
-def config(n: int, kubeconfig: pathlib.Path) -> dict:
-    mesh = dict(LAB_MESH)
-    mesh["clusters"] = [
-        {
-            "name": f"c{i + 1}",
-            "kubeconfig": str(kubeconfig),
-            "context": f"c{i + 1}",
-            "clusterName": f"cluster{i + 1}",
-            "network": f"network{i + 1}",
-            "apiServerUrl": f"https://api.c{i + 1}.example.com:6443",
-            "egressCidrs": [f"10.{i // 250}.{i % 250}.0/24"],
-        }
-        for i in range(n)
-    ]
-    return mesh
-
-
 def measure(n: int, workdir: pathlib.Path) -> list[Row]:
     workdir.mkdir(parents=True, exist_ok=True)
-    _kubeconfig(workdir / "kubeconfig", n)
-    mesh = projects.mesh_project(workdir / "project", workdir / "state", "scale").init(
-        config(n, workdir / "kubeconfig")
-    )
+    # Each context at its own loopback address on a closed port: refused at once, and no two
+    # clusters reach the same server (which the config refuses as one cluster entered twice).
+    servers = {f"c{i}": f"https://127.0.{1 + i // 250}.{2 + i % 250}:1" for i in range(n)}
+    config = raw_config(n, workdir / "kubeconfig", servers)
+    mesh = projects.mesh_project(workdir / "project", workdir / "state", "scale").init(config)
     empty = projects.empty_project(workdir / "empty", workdir / "state", "scale").init()
     preview, floor = mesh.preview(), empty.preview()
     peaks = preview.peaks

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import pathlib
+from typing import Mapping, Optional
 
 import pytest
 import yaml
@@ -12,11 +13,15 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 
 
-def write_kubeconfig(path: pathlib.Path, contexts: list[str]) -> pathlib.Path:
+def write_kubeconfig(
+    path: pathlib.Path, contexts: list[str], servers: Optional[Mapping[str, str]] = None
+) -> pathlib.Path:
+    """A kubeconfig with one context per name; its server `servers[name]`, or a name that never resolves."""
+    servers = servers or {}
     document = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": c, "cluster": {"server": f"https://{c}.invalid:6443"}} for c in contexts],
+        "clusters": [{"name": c, "cluster": {"server": servers.get(c, f"https://{c}.invalid:6443")}} for c in contexts],
         "users": [{"name": c, "user": {"token": "unused"}} for c in contexts],
         "contexts": [{"name": c, "context": {"cluster": c, "user": c}} for c in contexts],
         "current-context": contexts[0],
