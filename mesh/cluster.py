@@ -69,9 +69,9 @@ class MeshCluster(pulumi.ComponentResource):
             ControlPlaneArgs(plan.namespace, plan.istio, plan.cni, self.ca.cacerts(roots.trust_bundle), seconds),
             child,
         )
-        after_istio = [self.control_plane.istio]
+        istio, namespace = self.control_plane.istio, self.control_plane.namespace
         self.gateway = EastWestGateway(
-            name, EastWestGatewayArgs(plan.gateway, plan.cross_network_gateway, seconds, after_istio), child
+            name, EastWestGatewayArgs(plan.gateway, plan.cross_network_gateway, seconds, namespace, istio), child
         )
         self.reader = RemoteReader(
             name,
@@ -79,5 +79,5 @@ class MeshCluster(pulumi.ComponentResource):
             child,
         )
         if plan.samples:
-            SampleApps(name, SampleAppsArgs(plan.samples, after_istio), child)
+            SampleApps(name, SampleAppsArgs(plan.samples, istio), child)
         self.register_outputs({"gateway_address": self.gateway.address})

@@ -12,6 +12,7 @@ import pulumi
 
 from . import kube
 from .plan.gateway import ingress_address
+from .plan.ordering import waits_for_control_plane
 
 
 @dataclass(frozen=True)
@@ -20,8 +21,11 @@ class EastWestGatewayArgs:
     """The gateway's objects in apply order (`eastwest_gateway_manifests`), its Service among them."""
     cross_network_gateway: dict[str, Any]
     ready_timeout_seconds: int
-    after: Sequence[pulumi.Resource]
-    """What must exist first (the `Istio` resource: injection and the gateway's identity)."""
+    namespace: pulumi.Resource
+    """`istio-system`, where every object of the gateway lives."""
+    control_plane: pulumi.Resource
+    """The `Istio` resource: the gateway's pods (injection) and its `Gateway` (validation) wait
+    for it (`mesh/plan/ordering.py`); the rest needs only the namespace."""
 
 
 class EastWestGateway(pulumi.ComponentResource):
@@ -33,9 +37,19 @@ class EastWestGateway(pulumi.ComponentResource):
         super().__init__("istio-mesh:mesh:EastWestGateway", name, None, opts)
         seconds = args.ready_timeout_seconds
         timeouts = pulumi.CustomTimeouts(create=f"{seconds}s", update=f"{seconds}s")
-        child = pulumi.ResourceOptions(parent=self, depends_on=list(args.after), custom_timeouts=timeouts)
-        objects = {manifest["kind"]: kube.create(name, manifest, child) for manifest in args.manifests}
+        objects = {
+            manifest["kind"]: kube.create(name, manifest, self._after(args, manifest, timeouts))
+            for manifest in args.manifests
+        }
         self.service = objects["Service"]
-        self.gateway = kube.create(name, args.cross_network_gateway, child)
+        self.gateway = kube.create(
+            name, args.cross_network_gateway, self._after(args, args.cross_network_gateway, timeouts)
+        )
         self.address = self.service.status.apply(ingress_address)
         self.register_outputs({"address": self.address})
+
+    def _after(
+        self, args: EastWestGatewayArgs, manifest: dict[str, Any], timeouts: pulumi.CustomTimeouts
+    ) -> pulumi.ResourceOptions:
+        first = [args.namespace, args.control_plane] if waits_for_control_plane(manifest) else [args.namespace]
+        return pulumi.ResourceOptions(parent=self, depends_on=first, custom_timeouts=timeouts)

@@ -8,24 +8,25 @@ from typing import Any, Optional, Sequence
 import pulumi
 
 from . import kube
+from .plan.ordering import waits_for_control_plane
 
 
 @dataclass(frozen=True)
 class SampleAppsArgs:
     manifests: Sequence[dict[str, Any]]
     """The `sample` namespace first, then the apps (`sample_manifests`)."""
-    after: Sequence[pulumi.Resource]
-    """The control plane: injection must be in place before the pods."""
+    control_plane: pulumi.Resource
+    """The `Istio` resource: the apps' pods wait for it (injection, `mesh/plan/ordering.py`)."""
 
 
 class SampleApps(pulumi.ComponentResource):
-    """The samples on one cluster, after its control plane so that injection works."""
+    """The samples on one cluster; their pods after its control plane so that injection works."""
 
     def __init__(self, name: str, args: SampleAppsArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("istio-mesh:mesh:SampleApps", name, None, opts)
         namespace, *apps = args.manifests
-        created = kube.create(name, namespace, pulumi.ResourceOptions(parent=self, depends_on=list(args.after)))
-        child = pulumi.ResourceOptions(parent=self, depends_on=[created])
+        created = kube.create(name, namespace, pulumi.ResourceOptions(parent=self))
         for manifest in apps:
-            kube.create(name, manifest, child)
+            first = [created, args.control_plane] if waits_for_control_plane(manifest) else [created]
+            kube.create(name, manifest, pulumi.ResourceOptions(parent=self, depends_on=first))
         self.register_outputs({})

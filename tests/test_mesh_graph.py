@@ -118,6 +118,43 @@ def test_cacerts_has_four_keys_as_a_secret_and_precedes_istio(mesh_graph):
         assert namespace.urn in cacerts.dependencies
 
 
+def test_only_pods_and_istio_objects_wait_for_the_control_plane(mesh_graph):
+    """Injection needs istiod for a pod, validation for an Istio API object; everything else
+    waits only for the namespace it lives in (made while istiod starts)."""
+    cfg, registrations, _ = mesh_graph
+    provider_map = providers(registrations)
+    for cluster in cfg.clusters:
+        mine = [
+            r for r in registrations if r.type.startswith("kubernetes:") and cluster_of(r, provider_map) == cluster.name
+        ]
+        (istio,) = [r for r in mine if r.type == "kubernetes:sailoperator.io/v1:Istio"]
+        waiting = sorted(f"{r.kind} {r.metadata['name']}" for r in mine if istio.urn in r.dependencies)
+        assert waiting == [
+            "Deployment helloworld-" + cluster.helloworld_version,
+            "Deployment istio-eastwestgateway",
+            "Deployment sleep",
+            "Gateway cross-network-gateway",
+        ]
+        namespaces = {r.metadata["name"]: r.urn for r in mine if r.kind == "Namespace"}
+        for r in mine:
+            namespace = r.metadata.get("namespace")
+            if namespace in namespaces:
+                assert namespaces[namespace] in waits_for(r, registrations), f"{r.name} does not wait for its namespace"
+
+
+def waits_for(registration, registrations) -> set[str]:
+    """The URNs `registration` waits for, directly or through what it waits for."""
+    by_urn = {r.urn: r for r in registrations}
+    found: set[str] = set()
+    pending = list(registration.dependencies)
+    while pending:
+        urn = pending.pop()
+        if urn not in found:
+            found.add(urn)
+            pending.extend(by_urn[urn].dependencies if urn in by_urn else [])
+    return found
+
+
 def test_istio_cni_is_managed_when_configured(east_west):
     _, registrations, _ = build(east_west)
     cnis = [r for r in registrations if r.type == "kubernetes:sailoperator.io/v1:IstioCNI"]
