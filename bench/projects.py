@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 from typing import Any, Mapping
 
 import yaml
@@ -25,7 +26,7 @@ EMPTY_PROGRAM = (
 
 class Project:
     def __init__(self, dir: pathlib.Path, state_dir: pathlib.Path, stack: str):
-        self.dir, self.stack = dir, stack
+        self.dir, self.stack, self.state_dir = dir, stack, state_dir
         self.env = {**os.environ, **pulumi_env(state_dir)}
 
     def pulumi(self, *args: str) -> processes.Run:
@@ -68,6 +69,18 @@ def mesh_project(dir: pathlib.Path, state_dir: pathlib.Path, stack: str) -> Proj
     for entry in ("__main__.py", "mesh"):
         (dir / entry).symlink_to(REPO / entry)
     return Project(dir, state_dir, stack)
+
+
+def replay_project(dir: pathlib.Path, mesh: Project, state: dict[str, Any]) -> Project:
+    """The mesh stack's own resources registered bare (bench/replay_program.py), on the same
+    stack and backend: `state` is its `pulumi stack export --show-secrets` (a lab's throwaway
+    keys, in the benchmark's temporary folder)."""
+    dir.mkdir(parents=True, exist_ok=True)
+    _project_file("istio-mesh", dir)
+    shutil.copy(mesh.dir / f"Pulumi.{mesh.stack}.yaml", dir)  # the stack's secrets salt
+    shutil.copy(pathlib.Path(__file__).with_name("replay_program.py"), dir / "__main__.py")
+    (dir / "state.json").write_text(json.dumps(state), encoding="utf-8")
+    return Project(dir, mesh.state_dir, mesh.stack)
 
 
 def empty_project(dir: pathlib.Path, state_dir: pathlib.Path, stack: str) -> Project:

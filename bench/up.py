@@ -5,6 +5,7 @@ memory of every process of the `up` by role."""
 from __future__ import annotations
 
 import pathlib
+import re
 import statistics
 import time
 from typing import Optional
@@ -28,6 +29,16 @@ def _median(runs: list[Run]) -> float:
     return statistics.median(run.seconds for run in runs)
 
 
+def _no_op(runs: list[Run], what: str) -> list[Run]:
+    """`runs` (previews), having checked that each planned no change: a no-op figure that was
+    not one would compare unlike work."""
+    for run in runs:
+        planned = re.findall(r"^\s*[-+~]*\s*\d+ to \w+", run.stdout, flags=re.MULTILINE)
+        if planned or not re.search(r"^\s*\d+ unchanged\s*$", run.stdout, flags=re.MULTILINE):
+            raise RuntimeError(f"the no-op preview of {what} plans changes: {planned}\n{run.stdout[-2000:]}")
+    return runs
+
+
 def measure(count: int, workdir: pathlib.Path, runs: int, crds_dir: Optional[pathlib.Path] = None, label: str = "") -> list[Row]:  # fmt: skip
     names = cluster_names(count)
     tag = f"{count} clusters{label}"
@@ -36,8 +47,11 @@ def measure(count: int, workdir: pathlib.Path, runs: int, crds_dir: Optional[pat
         config = mesh_config(lab.clusters, lab.kubeconfig_path)
         mesh = projects.mesh_project(ours / "project", ours / "state", "bench").init(config)
         made = mesh.up()
-        objects = manifests_by_cluster(mesh.export())
-        previews = [mesh.preview() for _ in range(runs)]
+        state = mesh.export()
+        objects = manifests_by_cluster(state)
+        previews = _no_op([mesh.preview() for _ in range(runs)], "the mesh program")
+        replay = projects.replay_project(ours / "replay", mesh, state)
+        replay_previews = _no_op([replay.preview() for _ in range(runs)], "its resources replayed")
         noop_ups = [mesh.up() for _ in range(runs)]
         empty = projects.empty_project(ours / "empty", ours / "state", "bench").init()
         empty_up = empty.up()
@@ -57,6 +71,11 @@ def measure(count: int, workdir: pathlib.Path, runs: int, crds_dir: Optional[pat
             note=f"{objects_count} objects; floor: openssl + kubectl apply/wait + istioctl create-remote-secret"),
         Row(f"no-op `preview`, {tag}", _median(previews), _median(empty_previews), target=PREVIEW_TARGET,
             note=f"median of {runs}; floor: an empty program on the same backend"),
+        Row(f"no-op `preview`, {tag}, against its resources replayed bare", _median(previews),
+            _median(replay_previews), note="floor: the stack's own resources, URNs, inputs and dependencies "
+            "registered by a program with no logic (bench/replay_program.py)"),
+        Row(f"no-op `preview` of those resources replayed bare, {tag}", _median(replay_previews),
+            _median(empty_previews), note="what the engine and providers cost for them, beside an empty program"),
         Row(f"no-op `up`, {tag}", _median(noop_ups), _median(empty_ups), note=f"median of {runs}; floor: empty program"),
     ]  # fmt: skip
     floors = empty_up.peaks.total
