@@ -14,6 +14,22 @@ KUBERNETES = ("etcd", "kube-apiserver", "kube-controller-manager")
 ISTIO = ("pilot-discovery", "istioctl")
 
 
+VERSIONS = REPO / "toolchain" / "versions.env"
+
+
+def versions() -> dict[str, str]:
+    """toolchain/versions.env, read as toolchain/versions.sh reads it: KEY=value lines, `#`
+    comment lines, nothing quoted."""
+    found = {}
+    for line in VERSIONS.read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            key, separator, value = line.partition("=")
+            if not separator or not key.isidentifier() or not value or value != value.strip():
+                raise ValueError(f"{VERSIONS}: not a KEY=value line: {line!r}")
+            found[key] = value
+    return found
+
+
 def _find(script: str, names: tuple[str, ...]) -> dict[str, str]:
     path = REPO / "toolchain" / script
     dirs: list[str] = []

@@ -3,8 +3,8 @@
 # and prints its bin dir.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ACTIONLINT_VERSION=$(sed -n 's/^ACTIONLINT_VERSION=//p' "$HERE/versions.env")
-: "${ACTIONLINT_VERSION:?missing in versions.env}"
+# shellcheck source-path=SCRIPTDIR source=versions.sh
+source "$HERE/versions.sh" ACTIONLINT_VERSION
 CACHE=${MESH_TOOLCHAIN_CACHE:-$HOME/.cache/mesh-toolchain}
 BIN=$CACHE/actionlint-v$ACTIONLINT_VERSION/bin
 if [ ! -x "$BIN/actionlint" ]; then

@@ -9,9 +9,8 @@
 # Usage: toolchain/istio.sh     build what is missing (progress on stderr), print the bin dir
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ISTIO_MODULE_VERSION=$(sed -n 's/^ISTIO_MODULE_VERSION=//p' "$HERE/versions.env")
-ISTIO_BUILD_VERSION=$(sed -n 's/^ISTIO_BUILD_VERSION=//p' "$HERE/versions.env")
-: "${ISTIO_MODULE_VERSION:?missing in versions.env}" "${ISTIO_BUILD_VERSION:?missing in versions.env}"
+# shellcheck source-path=SCRIPTDIR source=versions.sh
+source "$HERE/versions.sh" ISTIO_MODULE_VERSION ISTIO_BUILD_VERSION
 
 CACHE=${MESH_TOOLCHAIN_CACHE:-$HOME/.cache/mesh-toolchain}
 HOME_DIR=$CACHE/istio-$ISTIO_BUILD_VERSION

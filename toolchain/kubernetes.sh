@@ -13,10 +13,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# versions.env is shared with other toolchain helpers; only the two lines below are read here.
-KUBERNETES_VERSION=$(sed -n 's/^KUBERNETES_VERSION=//p' "$HERE/versions.env")
-ETCD_VERSION=$(sed -n 's/^ETCD_VERSION=//p' "$HERE/versions.env")
-: "${KUBERNETES_VERSION:?missing in versions.env}" "${ETCD_VERSION:?missing in versions.env}"
+# shellcheck source-path=SCRIPTDIR source=versions.sh
+source "$HERE/versions.sh" KUBERNETES_VERSION ETCD_VERSION
 
 CACHE=${MESH_TOOLCHAIN_CACHE:-$HOME/.cache/mesh-toolchain}
 K8S_HOME=$CACHE/kubernetes-v$KUBERNETES_VERSION

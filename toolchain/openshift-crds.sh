@@ -4,8 +4,8 @@
 # CustomNoUpgrade and OKD variants) into one folder, cached per version; prints that folder.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-OPENSHIFT_API_VERSION=$(sed -n 's/^OPENSHIFT_API_VERSION=//p' "$HERE/versions.env")
-: "${OPENSHIFT_API_VERSION:?missing in versions.env}"
+# shellcheck source-path=SCRIPTDIR source=versions.sh
+source "$HERE/versions.sh" OPENSHIFT_API_VERSION
 CACHE=${MESH_TOOLCHAIN_CACHE:-$HOME/.cache/mesh-toolchain}
 OUT=$CACHE/openshift-api-$OPENSHIFT_API_VERSION/crds
 if [ ! -f "$OUT/.complete" ]; then

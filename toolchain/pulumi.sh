@@ -47,43 +47,12 @@
 #    by much older plugin versions, and documentation text in the schema (built with --skip-docs).
 set -euo pipefail
 
-# ---------------------------------------------------------------------------------------------
-# Versions (defaults; toolchain/versions.env, sourced below, is the place to change them)
-# ---------------------------------------------------------------------------------------------
-PULUMI_VERSION=3.259.0
-PULUMI_KUBERNETES_VERSION=4.25.0-alpha.1768448096
-# shellcheck disable=SC2034 # not read here: documents the PyPI SDK pinned with this plugin
-PULUMI_KUBERNETES_PYPI_VERSION=4.25.0a1768448096     # the Python SDK of exactly that commit
-PULUMI_TLS_VERSION=5.5.1
-PULUMI_RANDOM_VERSION=4.21.4
-
-# ---------------------------------------------------------------------------------------------
-# Pins: the exact Go modules each piece is built from
-# ---------------------------------------------------------------------------------------------
-# kubernetes: provider commit f47bc2d6f1996444d11c12b4ef083b82585f7c07 (2026-01-15T03:34:56Z),
-# the one the proxy serves; its go.mod wants sdk/v4 v4.24.0 (not served): v4.22.2 is laid
-# out as ../sdk instead (the provider only uses the Go SDK's helm/yaml/kustomize packages).
-K8S_PROVIDER_MODVER=v4.0.0-20260115033456-f47bc2d6f199
-K8S_SDK_MODVER=v4.22.2
-# Terraform bridge and the Pulumi fork of terraform-plugin-sdk/v2 that bridge release pins.
-TF_BRIDGE_MODVER=v3.124.0
-TF_PLUGIN_SDK_FORK_MODVER=v2.0.0-20250923233607-7f1981c8674a
-# Upstream Terraform providers:
-#  tls 857b38cda3fc (2026-01-30) is what pulumi-tls 5.3.0 (released 2026-01-31) builds on;
-#  pulumi-tls 5.3.0..5.5.1 expose the same resources/properties.
-#  random c6e90de46687 is the v3.6.0 release of terraform-provider-random, the version the bridge
-#  release itself tests with (the newer e546ae44b440 = v3.6.3 is served by the proxy, but the
-#  checksum database lookup for it answers 404, so `go` refuses it).
-TLS_UPSTREAM_MODULE=github.com/hashicorp/terraform-provider-tls
-TLS_UPSTREAM_MODVER=v1.2.1-0.20260130152455-857b38cda3fc
-RANDOM_UPSTREAM_MODULE=github.com/terraform-providers/terraform-provider-random
-RANDOM_UPSTREAM_MODVER=v1.3.2-0.20231204135814-c6e90de46687
-
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-if [[ -f "$HERE/versions.env" ]]; then
-  # shellcheck disable=SC1091
-  source "$HERE/versions.env"
-fi
+# The versions, and the exact Go modules each piece is built from: toolchain/versions.env.
+# shellcheck source-path=SCRIPTDIR source=versions.sh
+source "$HERE/versions.sh" PULUMI_VERSION PULUMI_KUBERNETES_VERSION PULUMI_TLS_VERSION PULUMI_RANDOM_VERSION \
+  K8S_PROVIDER_MODVER K8S_SDK_MODVER TF_BRIDGE_MODVER TF_PLUGIN_SDK_FORK_MODVER \
+  TLS_UPSTREAM_MODULE TLS_UPSTREAM_MODVER RANDOM_UPSTREAM_MODULE RANDOM_UPSTREAM_MODVER
 
 CACHE="${MESH_TOOLCHAIN_CACHE:-$HOME/.cache/mesh-toolchain}"
 CLI_DIR="$CACHE/pulumi-v$PULUMI_VERSION"
