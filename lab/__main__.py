@@ -1,9 +1,10 @@
-"""python -m lab up|down|status|run"""
+"""python -m lab up|down|status|run|env"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     down = sub.add_parser("down", help="stop everything the lab started and remove DIR")
     status = sub.add_parser("status", help="print what runs, as JSON")
     run = sub.add_parser("run", help="start the lab if it is not running, then `pulumi up` the `lab` stack on it")
-    for p in (up, down, status, run):
+    run.add_argument("--stack", default="lab", help="the stack to run (default: lab)")
+    env = sub.add_parser(
+        "env", help='print the exports that point pulumi and kubectl at the lab: eval "$(python -m lab env)"'
+    )
+    for p in (up, down, status, run, env):
         p.add_argument("--dir", type=Path, default=None, help=f"state dir (default $MESH_LAB_DIR or {default_dir()})")
     args = parser.parse_args(argv)
     dir = (args.dir or default_dir()).resolve()
@@ -42,7 +47,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "run":
-        return run_lab_stack(dir)
+        return run_lab_stack(dir, args.stack)
+
+    if args.command == "env":
+        from .stack import pulumi_env
+
+        exports = {**pulumi_env(dir / "state"), "KUBECONFIG": str(dir / "kubeconfig")}
+        for key, value in exports.items():
+            print(f"export {key}={shlex.quote(value)}")
+        return 0
 
     if not (dir / "lab.json").exists():
         print(f"no lab in {dir}", file=sys.stderr)
@@ -56,27 +69,56 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_lab_stack(dir: Path) -> int:
-    """The README's run command: the mesh program, for real, on a lab of two clusters."""
-    from .stack import echo, mesh_config, open_stack, printable_outputs
+def run_lab_stack(dir: Path, stack_name: str = "lab") -> int:
+    """The README's run command: the mesh program, for real, on a lab of two clusters; then a
+    short report for a person (lab/run_report.py), the engine's output in a log file."""
+    from pulumi import automation as auto
+
+    from .run_report import RunFacts, render
+    from .stack import echo, mesh_config, open_stack
 
     lab = Lab.load(dir) if (dir / "lab.json").exists() else None
     running = lab is not None and all(c["ready"] for c in lab.status()["clusters"].values())
+    lab_seconds = None
     if not running:
+        print(f"Starting the lab in {dir} ...", flush=True)
+        started = time.monotonic()
         lab = Lab(dir).up()
-    stack = open_stack("lab", mesh_config(lab.clusters, lab.kubeconfig_path), dir / "state")
-    stack.up(on_output=echo, color="never")
-    print(json.dumps(printable_outputs(stack.outputs()), indent=2))
-    for cluster, pods in sorted(lab.istiods().items()):
-        for name, state in sorted(pods.items()):
-            health = "ready" if state["running"] and state["ready"] else "NOT ready"
-            print(
-                f"{cluster}: {name} (real istiod, pid {state['pid']}) {health} at {state['ip']} "
-                f"(xDS/CA :15012, debug :15014); log {state['log']}"
-            )
-    print(f"The lab keeps running (kubeconfig: {lab.kubeconfig_path}).")
-    print("Verify it:      .venv/bin/mesh verify --stack lab")
-    print(f"Stop it all:    .venv/bin/python -m lab down{'' if dir == default_dir().resolve() else f' --dir {dir}'}")
+        lab_seconds = time.monotonic() - started
+    assert lab is not None
+    stack = open_stack(stack_name, mesh_config(lab.clusters, lab.kubeconfig_path), dir / "state")
+    log = dir / f"{stack_name}-up.log"
+    names = ", ".join(c.name for c in lab.clusters)
+    print(f"`pulumi up` of stack `{stack_name}` on {names} (follow it: tail -f {log}) ...", flush=True)
+    started = time.monotonic()
+    with log.open("w", encoding="utf-8") as handle:
+        try:
+            result = stack.up(on_output=lambda line: echo(line, handle), color="never")
+        except auto.CommandError:
+            handle.flush()
+            tail = log.read_text(encoding="utf-8").splitlines()[-25:]
+            print(f"`pulumi up` failed; the engine's output is in {log}. Its end:", file=sys.stderr)
+            print("\n".join("  " + line for line in tail), file=sys.stderr)
+            return 1
+    up_seconds = time.monotonic() - started
+    outputs = {key: value.value for key, value in result.outputs.items() if not value.secret}
+    root_certificate = dir / f"{stack_name}-root-cert.pem"
+    root_certificate.write_text(outputs.get("rootCertificate") or "", encoding="utf-8")
+    changes = result.summary.resource_changes or {}
+    facts = RunFacts(
+        stack=stack_name,
+        lab_dir=dir,
+        kubeconfig=lab.kubeconfig_path,
+        root_certificate=root_certificate,
+        log=log,
+        lab_seconds=lab_seconds,
+        up_seconds=up_seconds,
+        changes=changes,
+        outputs=outputs,
+        istiods=lab.istiods(),
+        dir_flag="" if dir == default_dir().resolve() else f" --dir {shlex.quote(str(dir))}",
+    )
+    print(render(facts))
     return 0
 
 
