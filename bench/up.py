@@ -49,14 +49,18 @@ def measure(count: int, workdir: pathlib.Path, runs: int, crds_dir: Optional[pat
         made = mesh.up()
         state = mesh.export()
         objects = manifests_by_cluster(state)
-        previews = _no_op([mesh.preview() for _ in range(runs)], "the mesh program")
         replay = projects.replay_project(ours / "replay", mesh, state)
-        replay_previews = _no_op([replay.preview() for _ in range(runs)], "its resources replayed")
-        noop_ups = [mesh.up() for _ in range(runs)]
         empty = projects.empty_project(ours / "empty", ours / "state", "bench").init()
         empty_up = empty.up()
-        empty_previews = [empty.preview() for _ in range(runs)]
-        empty_ups = [empty.up() for _ in range(runs)]
+        # In turn, run by run, so that the lab settling after `up` weighs on each alike.
+        previews, replay_previews, empty_previews, noop_ups, empty_ups = [], [], [], [], []
+        for _ in range(runs):
+            previews += _no_op([mesh.preview()], "the mesh program")
+            replay_previews += _no_op([replay.preview()], "its resources replayed")
+            empty_previews.append(empty.preview())
+        for _ in range(runs):
+            noop_ups.append(mesh.up())
+            empty_ups.append(empty.up())
     settings = {c["name"]: (c["clusterName"], c["apiServerUrl"]) for c in config["clusters"]}
     by_hand = workdir / f"floor-{count}{label.replace(' ', '-')}"
     with Lab(by_hand / "lab", clusters=names, crds_dir=crds_dir) as lab:
