@@ -119,3 +119,25 @@ def run(argv: Sequence[str], env: Mapping[str, str], cwd: Optional[str] = None, 
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({process.returncode}):\n{stdout[-3000:]}\n{stderr[-3000:]}")
     return Run(seconds, peaks, stdout, stderr)
+
+
+def _busy_and_total() -> tuple[int, int]:
+    with open("/proc/stat", encoding="ascii") as handle:
+        fields = [int(x) for x in handle.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def wait_until_quiet(busy_below: float = 0.25, window: float = 2.0, limit: float = 120.0) -> float:
+    """Wait until the machine's CPUs are busy less than `busy_below` of the time over `window`
+    seconds (a lab settling after `up`: istiods starting, stand-ins reconciling), at most
+    `limit` seconds; returns how long it waited. Real clusters do not share the CPUs of the
+    machine that runs `pulumi`: a no-op measured on a settling lab measures the lab."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        busy0, total0 = _busy_and_total()
+        time.sleep(window)
+        busy1, total1 = _busy_and_total()
+        if total1 > total0 and (busy1 - busy0) / (total1 - total0) < busy_below:
+            break
+    return time.monotonic() - started

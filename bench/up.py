@@ -13,7 +13,7 @@ from typing import Optional
 from lab import Lab
 from lab.stack import mesh_config
 
-from . import floor, projects
+from . import floor, processes, projects
 from .processes import Run
 from .report import Row
 from .stack_objects import manifests_by_cluster
@@ -52,7 +52,8 @@ def measure(count: int, workdir: pathlib.Path, runs: int, crds_dir: Optional[pat
         replay = projects.replay_project(ours / "replay", mesh, state)
         empty = projects.empty_project(ours / "empty", ours / "state", "bench").init()
         empty_up = empty.up()
-        # In turn, run by run, so that the lab settling after `up` weighs on each alike.
+        settled = processes.wait_until_quiet()
+        # In turn, run by run, so that whatever the lab still does weighs on each alike.
         previews, replay_previews, empty_previews, noop_ups, empty_ups = [], [], [], [], []
         for _ in range(runs):
             previews += _no_op([mesh.preview()], "the mesh program")
@@ -74,7 +75,7 @@ def measure(count: int, workdir: pathlib.Path, runs: int, crds_dir: Optional[pat
         Row(f"`up` from nothing, {tag}", made.seconds, floor_seconds, target=UP_TARGET,
             note=f"{objects_count} objects; floor: openssl + kubectl apply/wait + istioctl create-remote-secret"),
         Row(f"no-op `preview`, {tag}", _median(previews), _median(empty_previews), target=PREVIEW_TARGET,
-            note=f"median of {runs}; floor: an empty program on the same backend"),
+            note=f"median of {runs}, after the lab settled ({settled:.0f} s); floor: an empty program on the same backend"),
         Row(f"no-op `preview`, {tag}, against its resources replayed bare", _median(previews),
             _median(replay_previews), note="floor: the stack's own resources, URNs, inputs and dependencies "
             "registered by a program with no logic (bench/replay_program.py)"),
