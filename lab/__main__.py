@@ -50,11 +50,18 @@ def main(argv: list[str] | None = None) -> int:
         return run_lab_stack(dir, args.stack)
 
     if args.command == "env":
-        from .stack import pulumi_env
+        from .stack import VENV, pulumi_env
 
         exports = {**pulumi_env(dir / "state"), "KUBECONFIG": str(dir / "kubeconfig")}
         for key, value in exports.items():
-            print(f"export {key}={shlex.quote(value)}")
+            if key == "PATH":  # the toolchain first, then the shell's own PATH
+                print(f'export PATH={shlex.quote(str(VENV / "bin"))}:"$PATH"')
+            elif key == "PULUMI_CONFIG_PASSPHRASE":
+                # The lab's state is encrypted with the caller's own passphrase (empty when
+                # unset): keep it as it is in the shell, never print it.
+                print(f'export {key}="${{{key}-}}"')
+            else:
+                print(f"export {key}={shlex.quote(value)}")
         return 0
 
     if not (dir / "lab.json").exists():

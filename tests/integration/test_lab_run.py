@@ -5,7 +5,6 @@ certificate in a file, and next commands that work as printed (`lab env`, then
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -21,15 +20,11 @@ def lab(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     )
 
 
-def exported(text: str) -> dict[str, str]:
-    """The variables of `export K=V` lines, as a shell would read them."""
-    found = {}
-    for line in text.splitlines():
-        words = shlex.split(line)
-        assert words[0] == "export" and len(words) == 2, line
-        key, _, value = words[1].partition("=")
-        found[key] = value
-    return found
+def exported(lab_dir) -> dict[str, str]:
+    """The environment after `eval "$(python -m lab env)"` in a shell, as the report says to."""
+    script = f'eval "$({shlex.quote(sys.executable)} -m lab env --dir {shlex.quote(str(lab_dir))})" && env -0'
+    done = subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
+    return dict(item.split("=", 1) for item in done.stdout.split("\0") if "=" in item)
 
 
 def test_lab_run_reports_the_mesh_and_its_next_commands_work(tmp_path):
@@ -42,7 +37,9 @@ def test_lab_run_reports_the_mesh_and_its_next_commands_work(tmp_path):
         assert len(lines) <= 35, text
         assert lines[-1].startswith(f"  .venv/bin/python -m lab down --dir {lab_dir}")
 
-        env = {**os.environ, **exported(lab("env", "--dir", str(lab_dir)).stdout)}
+        env = exported(lab_dir)
+        assert env["KUBECONFIG"] == str(lab_dir / "kubeconfig")
+        assert env["PULUMI_BACKEND_URL"].startswith((lab_dir / "state").as_uri())
         outputs = json.loads(
             subprocess.run(
                 [str(VENV / "bin" / "pulumi"), "stack", "output", "--stack", STACK, "--json"],
