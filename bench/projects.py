@@ -79,6 +79,7 @@ def replay_project(dir: pathlib.Path, mesh: Project, state: dict[str, Any]) -> P
     _project_file("istio-mesh", dir)
     shutil.copy(mesh.dir / f"Pulumi.{mesh.stack}.yaml", dir)  # the stack's secrets salt
     shutil.copy(pathlib.Path(__file__).with_name("replay_program.py"), dir / "__main__.py")
+    (dir / "bench").symlink_to(REPO / "bench")  # for the state reader it shares with stack_objects
     (dir / "state.json").write_text(json.dumps(state), encoding="utf-8")
     return Project(dir, mesh.state_dir, mesh.stack)
 

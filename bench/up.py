@@ -29,14 +29,13 @@ def _median(runs: list[Run]) -> float:
     return statistics.median(run.seconds for run in runs)
 
 
-def _no_op(runs: list[Run], what: str) -> list[Run]:
-    """`runs` (previews), having checked that each planned no change: a no-op figure that was
+def _no_op(run: Run, what: str) -> Run:
+    """`run` (a preview), having checked that it planned no change: a no-op figure that was
     not one would compare unlike work."""
-    for run in runs:
-        planned = re.findall(r"^\s*[-+~]*\s*\d+ to \w+", run.stdout, flags=re.MULTILINE)
-        if planned or not re.search(r"^\s*\d+ unchanged\s*$", run.stdout, flags=re.MULTILINE):
-            raise RuntimeError(f"the no-op preview of {what} plans changes: {planned}\n{run.stdout[-2000:]}")
-    return runs
+    planned = re.findall(r"^\s*[-+~]*\s*\d+ to \w+", run.stdout, flags=re.MULTILINE)
+    if planned or not re.search(r"^\s*\d+ unchanged\s*$", run.stdout, flags=re.MULTILINE):
+        raise RuntimeError(f"the no-op preview of {what} plans changes: {planned}\n{run.stdout[-2000:]}")
+    return run
 
 
 def measure(count: int, workdir: pathlib.Path, runs: int, crds_dir: Optional[pathlib.Path] = None, label: str = "") -> list[Row]:  # fmt: skip
@@ -56,8 +55,8 @@ def measure(count: int, workdir: pathlib.Path, runs: int, crds_dir: Optional[pat
         # In turn, run by run, so that whatever the lab still does weighs on each alike.
         previews, replay_previews, empty_previews, noop_ups, empty_ups = [], [], [], [], []
         for _ in range(runs):
-            previews += _no_op([mesh.preview()], "the mesh program")
-            replay_previews += _no_op([replay.preview()], "its resources replayed")
+            previews.append(_no_op(mesh.preview(), "the mesh program"))
+            replay_previews.append(_no_op(replay.preview(), "its resources replayed"))
             empty_previews.append(empty.preview())
         for _ in range(runs):
             noop_ups.append(mesh.up())

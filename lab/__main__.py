@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "env":
         from .stack import VENV, pulumi_env
 
-        exports = {**pulumi_env(dir / "state"), "KUBECONFIG": str(dir / "kubeconfig")}
+        exports = {**pulumi_env(dir / "state"), "KUBECONFIG": str(Lab(dir).kubeconfig_path)}
         for key, value in exports.items():
             if key == "PATH":  # the toolchain first, then the shell's own PATH
                 print(f'export PATH={shlex.quote(str(VENV / "bin"))}:"$PATH"')

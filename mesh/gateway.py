@@ -12,7 +12,7 @@ import pulumi
 
 from . import kube
 from .plan.gateway import ingress_address
-from .plan.ordering import waits_for_control_plane
+from .plan.ordering import prerequisites
 
 
 @dataclass(frozen=True)
@@ -37,19 +37,13 @@ class EastWestGateway(pulumi.ComponentResource):
         super().__init__("istio-mesh:mesh:EastWestGateway", name, None, opts)
         seconds = args.ready_timeout_seconds
         timeouts = pulumi.CustomTimeouts(create=f"{seconds}s", update=f"{seconds}s")
-        objects = {
-            manifest["kind"]: kube.create(name, manifest, self._after(args, manifest, timeouts))
-            for manifest in args.manifests
-        }
+
+        def options(manifest: dict[str, Any]) -> pulumi.ResourceOptions:
+            first = prerequisites(manifest, args.namespace, args.control_plane)
+            return pulumi.ResourceOptions(parent=self, depends_on=first, custom_timeouts=timeouts)
+
+        objects = {manifest["kind"]: kube.create(name, manifest, options(manifest)) for manifest in args.manifests}
         self.service = objects["Service"]
-        self.gateway = kube.create(
-            name, args.cross_network_gateway, self._after(args, args.cross_network_gateway, timeouts)
-        )
+        self.gateway = kube.create(name, args.cross_network_gateway, options(args.cross_network_gateway))
         self.address = self.service.status.apply(ingress_address)
         self.register_outputs({"address": self.address})
-
-    def _after(
-        self, args: EastWestGatewayArgs, manifest: dict[str, Any], timeouts: pulumi.CustomTimeouts
-    ) -> pulumi.ResourceOptions:
-        first = [args.namespace, args.control_plane] if waits_for_control_plane(manifest) else [args.namespace]
-        return pulumi.ResourceOptions(parent=self, depends_on=first, custom_timeouts=timeouts)

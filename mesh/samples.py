@@ -8,7 +8,7 @@ from typing import Any, Optional, Sequence
 import pulumi
 
 from . import kube
-from .plan.ordering import waits_for_control_plane
+from .plan.ordering import prerequisites
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,6 @@ class SampleApps(pulumi.ComponentResource):
         namespace, *apps = args.manifests
         created = kube.create(name, namespace, pulumi.ResourceOptions(parent=self))
         for manifest in apps:
-            first = [created, args.control_plane] if waits_for_control_plane(manifest) else [created]
+            first = prerequisites(manifest, created, args.control_plane)
             kube.create(name, manifest, pulumi.ResourceOptions(parent=self, depends_on=first))
         self.register_outputs({})

@@ -12,7 +12,7 @@ shorter chain of steps that wait on each other.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 POD_TEMPLATE_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"})
 ISTIO_API_GROUPS = ("networking.istio.io/", "security.istio.io/", "telemetry.istio.io/", "extensions.istio.io/")
@@ -21,3 +21,12 @@ ISTIO_API_GROUPS = ("networking.istio.io/", "security.istio.io/", "telemetry.ist
 def waits_for_control_plane(manifest: Mapping[str, Any]) -> bool:
     """Whether `manifest` may only be created once the cluster's istiod runs."""
     return manifest["kind"] in POD_TEMPLATE_KINDS or str(manifest["apiVersion"]).startswith(ISTIO_API_GROUPS)
+
+
+T = TypeVar("T")
+
+
+def prerequisites(manifest: Mapping[str, Any], namespace: T, control_plane: T) -> list[T]:
+    """What `manifest` waits for: the namespace it lives in, and the control plane too when
+    `waits_for_control_plane`."""
+    return [namespace, control_plane] if waits_for_control_plane(manifest) else [namespace]
