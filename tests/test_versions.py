@@ -13,15 +13,16 @@ from lab.toolchain import versions
 
 # requirements.txt's pin of each Pulumi SDK, and the versions.env key it must equal.
 SDK_PINS = {
-    "pulumi": "PULUMI_VERSION",
-    "pulumi-kubernetes": "PULUMI_KUBERNETES_PYPI_VERSION",
-    "pulumi-tls": "PULUMI_TLS_VERSION",
-    "pulumi-random": "PULUMI_RANDOM_VERSION",
+    "pulumi": "PULUMI_SDK_VERSION",
+    "pulumi-kubernetes": "PULUMI_KUBERNETES_SDK_VERSION",
+    "pulumi-tls": "PULUMI_TLS_SDK_VERSION",
+    "pulumi-random": "PULUMI_RANDOM_SDK_VERSION",
 }
 # What the README's toolchain table must name, by key.
 README_KEYS = [
     "KUBERNETES_VERSION", "ETCD_VERSION", "PULUMI_VERSION", "PULUMI_KUBERNETES_VERSION",
-    "PULUMI_KUBERNETES_PYPI_VERSION", "PULUMI_TLS_VERSION", "PULUMI_RANDOM_VERSION", "ACTIONLINT_VERSION",
+    "PULUMI_TLS_VERSION", "PULUMI_RANDOM_VERSION", "ACTIONLINT_VERSION",
+    "PULUMI_SDK_VERSION", "PULUMI_KUBERNETES_SDK_VERSION", "PULUMI_TLS_SDK_VERSION", "PULUMI_RANDOM_SDK_VERSION",
     "ISTIO_MODULE_VERSION", "ISTIO_BUILD_VERSION", "OPENSHIFT_API_VERSION",
 ]  # fmt: skip
 
@@ -36,7 +37,7 @@ def pins() -> dict[str, str]:
 
 
 @pytest.mark.parametrize("package", sorted(SDK_PINS))
-def test_requirements_pin_the_sdk_of_the_plugin_the_toolchain_builds(package):
+def test_requirements_pin_the_released_sdks_of_versions_env(package):
     assert pins()[package] == versions()[SDK_PINS[package]]
 
 
