@@ -277,9 +277,12 @@ install_plugin() { # NAME VERSION BINARY
 
 # ---------------------------------------------------------------------------------------------
 print_env() {
+  # The plugins' folders are on PATH too: the SDKs (requirements.txt) are newer releases than the
+  # plugins built here, and the engine takes a plugin found on PATH whatever version the SDK asks
+  # for, where it would look for exactly that version in PULUMI_HOME.
   # shellcheck disable=SC2016 # $PATH is for the shell that evals this line, not expanded here
-  printf 'export PATH="%s:$PATH"; export PULUMI_HOME="%s"; export PULUMI_SKIP_UPDATE_CHECK=true\n' \
-    "$CLI_DIR/bin" "$PHOME"
+  printf 'export PATH="%s:%s:%s:%s:$PATH"; export PULUMI_HOME="%s"; export PULUMI_SKIP_UPDATE_CHECK=true\n' \
+    "$CLI_DIR/bin" "$K8S_DIR/bin" "$TLS_DIR/bin" "$RANDOM_DIR/bin" "$PHOME"
 }
 
 status() {
