@@ -209,8 +209,7 @@ if ((${#to_build[@]})); then
       kubernetes) names+=("$K8S_PIECE ($K8S_WHY)") ;;
     esac
   done
-  printf -v joined '%s and ' "${names[@]}"
-  need_go "${joined% and }"
+  need_go "${names[@]}"
   for piece in "${to_build[@]}"; do
     case $piece in
       etcd) (build_etcd); report "$ETCD_PIECE" "$(origin_of "$ETCD_HOME")" ;;

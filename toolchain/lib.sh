@@ -11,7 +11,7 @@
 #                               line naming NAME, or the first line); 1: not reachable or not
 #                               there (DOWNLOAD_ERROR says why; building is the way out);
 #                               2: refused, a checksum that does not match (DOWNLOAD_ERROR)
-#   need_go WHAT                find Go and put it on PATH, or stop: WHAT must be built
+#   need_go PIECE...            find Go and put it on PATH, or stop naming the PIECEs to build
 #   would_build PIECE WHY       with --no-build: say what would be built, build nothing
 #   origin_of DIR               how the binaries in DIR were got (its .origin, kept by write_origin)
 
@@ -86,12 +86,13 @@ download_verified() {
 # Go is looked for only once something must be built, so a machine that could download every
 # piece needs no Go at all. MESH_GO: where Go is when it is not on PATH.
 need_go() {
-  local go fallback=${MESH_GO:-/usr/local/go/bin/go}
+  local go fallback=${MESH_GO:-/usr/local/go/bin/go} pieces
+  printf -v pieces '%s; ' "$@"
   go=$(command -v go || true)
   if [[ -z $go && -x $fallback ]]; then go=$fallback; fi
   if [[ -z $go ]]; then
     echo "toolchain: error: no Go toolchain found (need go >= 1.25 on PATH or at $fallback):" \
-      "it is needed to build $1" >&2
+      "it is needed to build ${pieces%; }" >&2
     exit 1
   fi
   PATH="$(dirname "$go"):$PATH"
