@@ -444,6 +444,16 @@ status() {
   [[ -f "$LOGS/build-times.txt" ]] && { echo "build times:"; cat "$LOGS/build-times.txt"; } || true
 }
 
+# go_for [PIECE...]: Go, if anything must be built, naming all of it: the PIECEs and each plugin
+# of ensure_all's plugin_why whose build is not there yet.
+go_for() {
+  local name pieces=("$@")
+  for name in "${!plugin_why[@]}"; do
+    built_current "$name" || pieces+=("plugin $name ${BUILT_VERSION[$name]} (${plugin_why[$name]})")
+  done
+  if ((${#pieces[@]} && !NO_BUILD)); then find_go "${pieces[@]}"; fi
+}
+
 ensure_all() {
   local name cli_missing=0 probed=0 pending=() must=()
   local -A plugin_why=()
@@ -471,10 +481,8 @@ ensure_all() {
     esac
   done
 
-  # Go, once, naming everything known so far to need building.
   if [[ -z $OFFICIAL_DIR ]] && ! cli_built; then must+=("the pulumi CLI v$PULUMI_VERSION ($CLI_WHY)"); fi
-  for name in "${!plugin_why[@]}"; do must+=("plugin $name ${BUILT_VERSION[$name]} (${plugin_why[$name]})"); done
-  if ((${#must[@]} && !NO_BUILD)); then find_go "${must[@]}"; fi
+  go_for "${must[@]}"
 
   if [[ -z $OFFICIAL_DIR ]] && ! cli_built; then
     if ((NO_BUILD)); then
@@ -499,19 +507,20 @@ ensure_all() {
     fi
   done
 
-  must=()
-  for name in "${!plugin_why[@]}"; do must+=("plugin $name ${BUILT_VERSION[$name]} (${plugin_why[$name]})"); done
-  if ((${#must[@]} && !NO_BUILD)); then find_go "${must[@]}"; fi
+  go_for
   for name in "${PLUGINS[@]}"; do
     [[ -n ${plugin_why[$name]:-} ]] || continue
-    if ((NO_BUILD)); then
-      would_build "plugin $name ${BUILT_VERSION[$name]}" "${plugin_why[$name]}"
-      continue
+    if ! built_current "$name"; then
+      if ((NO_BUILD)); then
+        would_build "plugin $name ${BUILT_VERSION[$name]}" "${plugin_why[$name]}"
+        continue
+      fi
+      build_plugin "$name"
+      FRESH[$name]=1
     fi
-    build_plugin "$name"
+    ((cli_missing)) && continue   # no CLI to install it with; --no-build stops below anyway
     install_plugin "$name" "${BUILT_VERSION[$name]}" "${BUILT_DIR[$name]}/bin/pulumi-resource-$name"
     record_plugin "$name" built "${plugin_why[$name]}"
-    FRESH[$name]=1
   done
   ((WOULD_BUILD)) && return 0
 
@@ -566,7 +575,7 @@ case "${1:-}" in
     case $2 in kubernetes | tls | random) rm -f "$(origin_file "$2")" ;; esac ;;
   --write-src)
     out=${2:?--write-src needs a folder}
-    find_go "nothing (--write-src writes the Go sources with go mod edit)"
+    find_go "the Go sources of --write-src (go mod edit)"
     mkdir -p "$out/langhost" "$out/tls" "$out/random"
     write_langhost_src "$out/langhost"
     write_bridged_src "$out/tls" tls "$TLS_UPSTREAM_MODVER"
