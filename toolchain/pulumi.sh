@@ -96,6 +96,7 @@ SHOW_PLUGINS=1
 MODE=build
 CLI_FRESH=0                # what this run got, as against what it found in the cache
 declare -A FRESH=()
+declare -A WOULD=()        # --no-build: piece (cli or a plugin) -> why it would be built
 
 say() { echo "pulumi.sh: $*" >&2; }   # progress goes to stderr; stdout carries only the exports
 die() { echo "pulumi.sh: error: $*" >&2; exit 1; }
@@ -486,7 +487,7 @@ ensure_all() {
 
   if [[ -z $OFFICIAL_DIR ]] && ! cli_built; then
     if ((NO_BUILD)); then
-      would_build "pulumi CLI v$PULUMI_VERSION" "$CLI_WHY"
+      WOULD[cli]=$CLI_WHY
       cli_missing=1
     else
       [[ -x "$CLI_DIR/bin/pulumi" ]] || timed "cli-v$PULUMI_VERSION" build_cli
@@ -512,7 +513,7 @@ ensure_all() {
     [[ -n ${plugin_why[$name]:-} ]] || continue
     if ! built_current "$name"; then
       if ((NO_BUILD)); then
-        would_build "plugin $name ${BUILT_VERSION[$name]}" "${plugin_why[$name]}"
+        WOULD[$name]=${plugin_why[$name]}
         continue
       fi
       build_plugin "$name"
@@ -522,9 +523,7 @@ ensure_all() {
     install_plugin "$name" "${BUILT_VERSION[$name]}" "${BUILT_DIR[$name]}/bin/pulumi-resource-$name"
     record_plugin "$name" built "${plugin_why[$name]}"
   done
-  ((WOULD_BUILD)) && return 0
-
-  if [[ $SHOW_PLUGINS == 1 ]]; then
+  if [[ $SHOW_PLUGINS == 1 && ${#WOULD[@]} == 0 ]]; then
     PULUMI_HOME="$PHOME" PULUMI_SKIP_UPDATE_CHECK=true "$PULUMI_CLI" plugin ls >&2
   fi
   report_all
@@ -532,7 +531,9 @@ ensure_all() {
 
 report_all() { # one line per piece: which way it was got ("(cached)": not in this run)
   local name cached
-  if [[ -n $OFFICIAL_DIR ]]; then
+  if [[ -n ${WOULD[cli]:-} ]]; then
+    would_build "pulumi CLI v$PULUMI_VERSION" "${WOULD[cli]}"
+  elif [[ -n $OFFICIAL_DIR ]]; then
     report "pulumi CLI v$OFFICIAL_VERSION" "official, $OFFICIAL_DIR/pulumi, with its pulumi-language-python"
   else
     cached=" (cached)"; ((CLI_FRESH)) && cached=""
@@ -541,10 +542,15 @@ report_all() { # one line per piece: which way it was got ("(cached)": not in th
   fi
   for name in "${PLUGINS[@]}"; do
     cached=" (cached)"; [[ -n ${FRESH[$name]:-} ]] && cached=""
+    if [[ -n ${WOULD[$name]:-} ]]; then
+      would_build "plugin $name ${BUILT_VERSION[$name]}" "${WOULD[$name]}"
+      continue
+    fi
     case $(plugin_origin "$name") in
       downloaded) report "plugin $name ${SDK_VERSION[$name]}" \
                     "downloaded by pulumi plugin install, from PULUMI_HOME by exact version$cached" ;;
       built) report "plugin $name" "built ${BUILT_VERSION[$name]}, on PATH ($(plugin_origin "$name" 2))$cached" ;;
+      *) report "plugin $name" "not set up (--no-build, and no CLI to install it with)" ;;
     esac
   done
 }
