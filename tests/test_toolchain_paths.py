@@ -59,6 +59,11 @@ class ReleaseSite:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def stop(self) -> None:
+        """Closed, not only stopped: a later connection is refused rather than left waiting."""
+        self.server.shutdown()
+        self.server.server_close()
+
     def put(self, relative: str, content: bytes) -> Path:
         path = self.root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,8 +80,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def site(tmp_path):
     served = ReleaseSite(tmp_path / "site")
     yield served
-    served.server.shutdown()
-    served.server.server_close()
+    served.stop()
 
 
 def closed_port_url() -> str:
@@ -175,8 +179,9 @@ def test_the_release_binaries_are_downloaded_verified_and_reported_and_need_no_g
     assert "Go" not in done.stderr
 
     # A later run reports the same from the cache, without asking the site again.
-    site.server.shutdown()
-    again = run("kubernetes.sh", {**env, "MESH_K8S_RELEASE_URL": closed_port_url()}, "--print-env")
+    site.stop()
+    gone = closed_port_url()
+    again = run("kubernetes.sh", {**env, "MESH_K8S_RELEASE_URL": gone, "MESH_ETCD_RELEASE_URL": gone}, "--print-env")
     assert again.returncode == 0, again.stderr
     assert again.stdout == f"export PATH={k8s}/bin:{etcd_home}/bin:$PATH\n"
     assert [line.endswith(", sha256 verified (cached)") for line in report_lines(again)] == [True, True]
@@ -302,7 +307,7 @@ def test_an_official_pulumi_on_path_is_taken_and_the_plugins_come_from_pulumi_pl
     assert not list((tmp_path / "cache").glob("pulumi-v*")) and not list((tmp_path / "cache").glob("pulumi-resource-*"))
 
     # A later run takes the plugins from PULUMI_HOME as recorded: no probe, no second install.
-    site.server.shutdown()
+    site.stop()
     (tmp_path / "pulumi-calls.log").unlink()
     again = run("pulumi.sh", {**env, "MESH_PLUGIN_PROBE_URLS": closed_port_url()}, "--print-env")
     assert again.returncode == 0, again.stderr
