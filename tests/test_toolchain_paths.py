@@ -463,3 +463,21 @@ def test_install_links_the_official_cli_and_drops_a_plugin_link_left_from_a_buil
         "pulumi-language-python": str(official / "pulumi-language-python"),
     }
     assert os.readlink(venv / "pulumi-home") == str(tmp_path / "cache" / "pulumi-home")
+
+
+@pytest.mark.integration
+def test_after_setup_nothing_is_left_to_build_and_each_piece_says_how_it_was_got():
+    """The machine's own cache as setup.sh left it (here: builds; on a laptop: mostly downloads)."""
+    kubernetes = run("kubernetes.sh", dict(os.environ), "--no-build")
+    assert kubernetes.returncode == 0, kubernetes.stderr
+    assert [line.endswith("(cached)") for line in report_lines(kubernetes)] == [True, True]
+    pulumi = run("pulumi.sh", dict(os.environ), "--print-env", "--no-build")
+    assert pulumi.returncode == 0, pulumi.stderr
+    lines = report_lines(pulumi)
+    assert lines[0].startswith("toolchain: pulumi CLI v") and (": official, " in lines[0] or "built from" in lines[0])
+    plugins = [line for line in lines if line.startswith("toolchain: plugin ")]
+    assert len(plugins) == 3, lines
+    for line, (name, sdk_version) in zip(plugins, PLUGIN_SDK.items(), strict=True):
+        assert line.startswith(
+            (f"toolchain: plugin {name} {sdk_version}: downloaded by ", f"toolchain: plugin {name}: built ")
+        ), line
