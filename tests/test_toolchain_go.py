@@ -1,7 +1,11 @@
 """Our own Go (toolchain/go/: the language host stand-in, the bridged tls and random plugins)
 is Go a Go programmer's tools accept: gofmt finds nothing to change, and `go vet` passes on the
 modules exactly as toolchain/pulumi.sh builds them (`--write-src`: their go.mod files given
-versions.env's versions), offline, from the module cache the toolchain's build filled."""
+versions.env's versions), offline, from the module cache the toolchain's build filled.
+
+A machine that got every piece without building (an official pulumi, downloaded plugins) may
+have no Go, and has no module cache for them: there these tests are skipped, saying so. Where
+setup.sh built a piece from toolchain/go/ (its source stamp is in the cache), they must run."""
 
 from __future__ import annotations
 
@@ -15,11 +19,20 @@ import pytest
 from lab.stack import REPO
 
 GO_DIR = REPO / "toolchain" / "go"
+CACHE = Path(os.environ.get("MESH_TOOLCHAIN_CACHE") or Path.home() / ".cache" / "mesh-toolchain")
+
+
+def built_here(piece: str) -> bool:
+    """toolchain/pulumi.sh built `piece` (langhost, tls, random) from toolchain/go/ on this machine."""
+    return any(CACHE.glob(f"*/bin/.source-{piece}"))
 
 
 def go_tool(name: str) -> str:
     found = shutil.which(name) or f"/usr/local/go/bin/{name}"
-    assert Path(found).exists(), f"{name} not found: setup.sh builds the toolchain with Go, so it must be here"
+    if not Path(found).exists():
+        pieces = [p for p in ("langhost", "tls", "random") if built_here(p)]
+        assert not pieces, f"{name} not found, yet setup.sh built {pieces} from toolchain/go/ with Go"
+        pytest.skip("no Go here, and setup.sh built nothing from toolchain/go/ (see its `toolchain:` lines)")
     return found
 
 
@@ -31,6 +44,8 @@ def test_gofmt_finds_nothing_to_change():
 @pytest.mark.parametrize("module", ["langhost", "tls/tls", "random/random"])
 def test_go_vet_passes_on_the_modules_as_built(module, tmp_path):
     go = go_tool("go")
+    if not built_here(module.split("/")[0]):
+        pytest.skip(f"setup.sh did not build {module} here (got it otherwise): no module cache to vet it offline")
     env = {**os.environ, "PATH": f"{Path(go).parent}{os.pathsep}{os.environ['PATH']}"}
     subprocess.run(["bash", str(REPO / "toolchain" / "pulumi.sh"), "--write-src", str(tmp_path)], env=env, check=True)
     # Offline: every module the build needed is in the module cache already.

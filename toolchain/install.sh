@@ -4,17 +4,19 @@
 # kube-controller-manager, kubectl and etcd; Istio's pilot-discovery (istiod) and istioctl;
 # actionlint; OpenShift's CRD manifests for the benchmark.
 #
-# The official installers download from sites this machine cannot reach, so each piece is
-# built from Go modules into ${MESH_TOOLCHAIN_CACHE:-~/.cache/mesh-toolchain}, one folder per
-# tool and version, and reused from there. The first build takes tens of minutes (README);
-# later runs take seconds.
+# Each piece is taken, in this order, from what the machine has (an official pulumi on PATH),
+# from its official download (Pulumi's plugin acquisition; dl.k8s.io and etcd's GitHub release,
+# checksums verified), or else built from Go modules: a machine that reaches package registries
+# only builds everything. What is got is cached in ${MESH_TOOLCHAIN_CACHE:-~/.cache/mesh-toolchain},
+# one folder per tool and version, and reused from there; the first build takes tens of minutes
+# (README), later runs seconds. Each piece's way is reported on stderr (`toolchain: ...`).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VENV=${1:?usage: toolchain/install.sh VENV_DIR}
 
-link_dir() {  # link every executable of $1 into the venv's bin
+link_dir() {  # link_dir DIR [PREFIX]: link every executable of DIR (named PREFIX*) into the venv's bin
   local f
-  for f in "$1"/*; do
+  for f in "$1/${2:-}"*; do
     [ -x "$f" ] && [ -f "$f" ] && ln -sfn "$f" "$VENV/bin/$(basename "$f")"
   done
   return 0
@@ -26,11 +28,16 @@ link_dir "$(bash "$HERE/istio.sh")"
 # OpenShift's CRDs, for the benchmark's API servers of OpenShift size (bench/).
 ln -sfn "$(bash "$HERE/openshift-crds.sh")" "$VENV/openshift-crds"
 
-# pulumi.sh prints `export PATH=...` and `export PULUMI_HOME=...` once everything is built.
+# pulumi.sh prints `export PATH="DIRS:$PATH"; export PULUMI_HOME=...`: DIRS are the CLI's
+# (official or built) and the built plugins' only, so link exactly those. The official CLI's
+# folder may be a shared one (/usr/local/bin): only its pulumi* files.
+path_before=$PATH
 eval "$(bash "$HERE/pulumi.sh" --print-env)"
-IFS=: read -r -a path_dirs <<< "$PATH"
-for dir in "${path_dirs[@]}"; do
-  case "$dir" in "${MESH_TOOLCHAIN_CACHE:-$HOME/.cache/mesh-toolchain}"/*) link_dir "$dir" ;; esac
-done
+added=${PATH%"$path_before"}
+# Links of an earlier run go first: a plugin now downloaded into PULUMI_HOME, found there by its
+# exact version, must not stay on PATH, where the engine would prefer it.
+find "$VENV/bin" -maxdepth 1 -type l -name 'pulumi*' -delete
+IFS=: read -r -a path_dirs <<< "${added%:}"
+for dir in "${path_dirs[@]}"; do link_dir "$dir" pulumi; done
 ln -sfn "$PULUMI_HOME" "$VENV/pulumi-home"
 "$VENV/bin/pulumi" version >&2

@@ -11,6 +11,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=versions.sh
 source "$HERE/versions.sh" ISTIO_MODULE_VERSION ISTIO_BUILD_VERSION
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$HERE/lib.sh"
 
 CACHE=${MESH_TOOLCHAIN_CACHE:-$HOME/.cache/mesh-toolchain}
 HOME_DIR=$CACHE/istio-$ISTIO_BUILD_VERSION
@@ -41,6 +43,15 @@ build_istio() {
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.istio.lock"
 flock 9
-[[ -f $HOME_DIR/.complete ]] || (build_istio)
+# Istio ships istiod only as a container image, never as a standalone binary: always built.
+piece="pilot-discovery (istiod), istioctl $ISTIO_BUILD_VERSION"
+how="built from Go modules (istio.io/istio@$ISTIO_MODULE_VERSION; Istio ships istiod only in a container image)"
+if [[ -f $HOME_DIR/.complete ]]; then
+  report "$piece" "$how (cached)"
+else
+  need_go "$piece"
+  (build_istio)
+  report "$piece" "$how"
+fi
 flock -u 9
 echo "$HOME_DIR/bin"

@@ -6,9 +6,15 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=versions.sh
 source "$HERE/versions.sh" OPENSHIFT_API_VERSION
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$HERE/lib.sh"
 CACHE=${MESH_TOOLCHAIN_CACHE:-$HOME/.cache/mesh-toolchain}
 OUT=$CACHE/openshift-api-$OPENSHIFT_API_VERSION/crds
-if [ ! -f "$OUT/.complete" ]; then
+how="from the Go module proxy (github.com/openshift/api@$OPENSHIFT_API_VERSION, go mod download)"
+if [ -f "$OUT/.complete" ]; then
+  report "OpenShift CRDs" "$how (cached)"
+else
+  need_go "OpenShift's CRD folder (go mod download of github.com/openshift/api)"
   module=$(GOMODCACHE=$CACHE/go/mod GOTOOLCHAIN=local GOFLAGS=-mod=mod \
     go mod download -json "github.com/openshift/api@$OPENSHIFT_API_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
   [ -d "$module" ] || { echo "openshift-crds.sh: github.com/openshift/api@$OPENSHIFT_API_VERSION not downloaded" >&2; exit 1; }
@@ -21,5 +27,6 @@ if [ ! -f "$OUT/.complete" ]; then
         cp "$file" "$OUT/$(basename "$(dirname "$version_dir")")-$(basename "$version_dir")-$(basename "$file")"
       done
   touch "$OUT/.complete"
+  report "OpenShift CRDs" "$how"
 fi
 echo "$OUT"
