@@ -12,6 +12,8 @@
 # (README), later runs seconds. Each piece's way is reported on stderr (`toolchain: ...`).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# Every piece says how it was got, also one the cache already has (lib.sh: report).
+export MESH_TOOLCHAIN_REPORT=all
 VENV=${1:?usage: toolchain/install.sh VENV_DIR}
 
 link_dir() {  # link_dir DIR [PREFIX]: link every executable of DIR (named PREFIX*) into the venv's bin

@@ -5,7 +5,8 @@
 # or downloaded where that works (a laptop) and built from Go modules only where it does not
 # (a machine that reaches package registries only), so setup.sh must say which path it took.
 #
-#   report PIECE HOW            one line per piece on stderr (stdout carries the scripts' data)
+#   report PIECE HOW            one line per piece on stderr (stdout carries the scripts' data);
+#                               a cached piece only with MESH_TOOLCHAIN_REPORT=all
 #   download_verified URL SUMS_URL FILE [NAME]
 #                               0: FILE is URL's content and matches its sha256 in SUMS_URL (the
 #                               line naming NAME, or the first line); 1: not reachable or not
@@ -15,7 +16,13 @@
 #   would_build PIECE WHY       with --no-build: say what would be built, build nothing
 #   origin_of DIR               how the binaries in DIR were got (its .origin, kept by write_origin)
 
-report() { echo "toolchain: $1: $2" >&2; }
+# A piece already in the cache is reported only where that is asked for (install.sh, so setup.sh
+# says how every piece was got): the lab runs these scripts on every start, and a person reading
+# `lab run` wants the lab's report, not the toolchain's.
+report() {
+  [[ $2 == *"(cached)" && ${MESH_TOOLCHAIN_REPORT:-} != all ]] && return 0
+  echo "toolchain: $1: $2" >&2
+}
 
 # --no-build (toolchain/kubernetes.sh, toolchain/pulumi.sh): take what can be had without Go,
 # report what would be built, and exit 3 if anything would be. Tests use it to see the fallback
