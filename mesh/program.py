@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 import socket
 from typing import Any, Optional
 from urllib.parse import urlparse
@@ -32,6 +33,7 @@ def checked_plan() -> MeshPlan:
     try:
         settings = stack_config()
         warn_about_addresses(settings)
+        warn_about_checkpoints(os.environ.get("PULUMI_SKIP_CHECKPOINTS", ""), pulumi.runtime.is_dry_run())
         return plan_mesh(settings, own_last_outputs(), datetime.datetime.now(datetime.timezone.utc))
     except config.ConfigError as error:
         # Pulumi prints a RunError as its message alone, without a traceback.
@@ -105,3 +107,19 @@ def warn_about_addresses(settings: config.MeshConfig) -> None:
                 f"cluster {cluster.name}: apiServerUrl {cluster.api_server_url} is a loopback address; "
                 "only clusters on this same machine can use the remote secret made from it"
             )
+
+
+SKIPPED_CHECKPOINTS = (
+    "PULUMI_SKIP_CHECKPOINTS is set: the engine saves this stack's state only when `up` ends. If this `up` is "
+    "killed before then, what it made is missing from the state: the reader token secrets it created stay on "
+    "the clusters, valid and untracked, and the next `up` fails with server-side apply conflicts on the "
+    "secrets it made. Unset it for this program (README: Benchmark)"
+)
+
+
+def warn_about_checkpoints(setting: str, preview: bool) -> None:
+    """Say what the engine would not: this program does not survive a lost state. A killed `up`
+    with the engine's checkpoints converges on the next `up`; one without them does not (the lab
+    test kills both and reruns them). The setting is read as Pulumi reads its booleans."""
+    if not preview and (setting == "1" or setting.lower() == "true"):
+        pulumi.log.warn(SKIPPED_CHECKPOINTS)
