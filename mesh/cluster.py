@@ -10,6 +10,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
+from .cert_manager import IssuedIntermediate
 from .certificate_authority import IntermediateArgs, IntermediateCertificateAuthority, MeshRoots
 from .config import ClusterConfig
 from .control_plane import ControlPlane, ControlPlaneArgs
@@ -55,19 +56,28 @@ class MeshCluster(pulumi.ComponentResource):
         plan, roots, seconds = args.plan, args.roots, args.ready_timeout_seconds
         self.config = plan.config
         child = pulumi.ResourceOptions(parent=self)
-        # One intermediate per signing root: a root rotation's `sign` phase makes a new one (new
-        # key) under the new root, and the one under the old root goes.
-        self.ca = IntermediateCertificateAuthority(
-            generation_name(f"{name}-intermediate-ca", roots.signing.generation),
-            IntermediateArgs(
-                plan.config.cluster_name, roots.signing, args.intermediate_validity_hours, plan.intermediate_generation
-            ),
-            child,
-        )
+        self.ca: Optional[IntermediateCertificateAuthority] = None
+        if plan.issued_intermediate is not None:
+            # cert-manager issues and renews the intermediate on the cluster, from the signing root.
+            cacerts = IssuedIntermediate(
+                roots.signing.certificate_pem, roots.signing.private_key_pem, plan.issued_intermediate
+            )
+        else:
+            # One intermediate per signing root: a root rotation's `sign` phase makes a new one (new
+            # key) under the new root, and the one under the old root goes.
+            self.ca = IntermediateCertificateAuthority(
+                generation_name(f"{name}-intermediate-ca", roots.signing.generation),
+                IntermediateArgs(
+                    plan.config.cluster_name,
+                    roots.signing,
+                    args.intermediate_validity_hours,
+                    plan.intermediate_generation,
+                ),
+                child,
+            )
+            cacerts = self.ca.cacerts(roots.trust_bundle)
         self.control_plane = ControlPlane(
-            name,
-            ControlPlaneArgs(plan.namespace, plan.istio, plan.cni, self.ca.cacerts(roots.trust_bundle), seconds),
-            child,
+            name, ControlPlaneArgs(plan.namespace, plan.istio, plan.cni, cacerts, seconds), child
         )
         istio, namespace = self.control_plane.istio, self.control_plane.namespace
         self.gateway = EastWestGateway(

@@ -8,11 +8,12 @@ CA exists, so `cacerts` must be in place before the `Istio` resource is created.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import pulumi
 
 from . import kube
+from .cert_manager import CertManagerIntermediate, CertManagerIntermediateArgs, IssuedIntermediate
 from .plan.control_plane import cacerts_manifest
 
 
@@ -23,8 +24,9 @@ class ControlPlaneArgs:
     istio: dict[str, Any]
     cni: Optional[tuple[dict[str, Any], dict[str, Any]]]
     """The `istio-cni` namespace and the `IstioCNI` resource, or None when not ours to manage."""
-    cacerts: pulumi.Output[dict]
-    """The `cacerts` data (a secret Output)."""
+    cacerts: Union[pulumi.Output[dict], IssuedIntermediate]
+    """The `cacerts` data (a secret Output) of the program's own Secret (backend pulumi-tls), or
+    what cert-manager issues the Secret from (backend cert-manager)."""
     ready_timeout_seconds: int
 
 
@@ -39,12 +41,17 @@ class ControlPlane(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         ready = pulumi.CustomTimeouts(create=f"{args.ready_timeout_seconds}s", update=f"{args.ready_timeout_seconds}s")
         self.namespace = kube.create(name, args.namespace, child)
-        self.cacerts = kube.create(
-            name,
-            cacerts_manifest(),
-            pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
-            overrides={"stringData": args.cacerts},
-        )
+        if isinstance(args.cacerts, IssuedIntermediate):
+            self.cacerts = CertManagerIntermediate(
+                name, CertManagerIntermediateArgs(args.cacerts, self.namespace, args.ready_timeout_seconds), child
+            ).certificate
+        else:
+            self.cacerts = kube.create(
+                name,
+                cacerts_manifest(),
+                pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
+                overrides={"stringData": args.cacerts},
+            )
         depends: list[pulumi.Resource] = [self.namespace, self.cacerts]
         self.cni: Optional[pulumi.CustomResource] = None
         if args.cni:

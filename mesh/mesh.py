@@ -83,7 +83,11 @@ class Mesh(pulumi.ComponentResource):
             # Every root the mesh trusts: one, or two during a root rotation (old first).
             "rootCertificate": self.roots.trust_bundle,
             "rootCertificateAuthority": self.roots.state,
-            "intermediateRenewal": {name: cluster.ca.renewal for name, cluster in self.clusters.items()},
+            # Who issues the intermediates; with cert-manager there is no renewal of ours to record.
+            "certificateBackend": self.config.certificates.backend,
+            "intermediateRenewal": {
+                name: cluster.ca.renewal for name, cluster in self.clusters.items() if cluster.ca is not None
+            },
             "clusters": {
                 name: {
                     "clusterName": cluster.config.cluster_name,

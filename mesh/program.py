@@ -32,7 +32,9 @@ def checked_plan() -> MeshPlan:
     resource is registered (the read of the stack's own outputs is a read: it makes nothing)."""
     try:
         settings = stack_config()
-        warn_about_addresses(settings)
+        unreachable_servers = {c.name: unreachable(c.admin_server) for c in settings.clusters if c.admin_server}
+        warn_about_addresses(settings, unreachable_servers)
+        check_prerequisites(settings, unreachable_servers)
         warn_about_checkpoints(os.environ.get("PULUMI_SKIP_CHECKPOINTS", ""), pulumi.runtime.is_dry_run())
         return plan_mesh(settings, own_last_outputs(), datetime.datetime.now(datetime.timezone.utc))
     except config.ConfigError as error:
@@ -90,10 +92,10 @@ def _is_loopback(url: str) -> bool:
         return False
 
 
-def warn_about_addresses(settings: config.MeshConfig) -> None:
+def warn_about_addresses(settings: config.MeshConfig, unreachable_servers: dict[str, Optional[str]]) -> None:
     """Say what the engine would not: a cluster this machine cannot reach, a loopback URL."""
     for cluster in settings.clusters:
-        reason = unreachable(cluster.admin_server) if cluster.admin_server else None
+        reason = unreachable_servers.get(cluster.name)
         if reason:
             # pulumi-kubernetes then plans from the last known state without a word;
             # say it, so that a preview in a pipeline is not mistaken for a live one.
@@ -123,3 +125,42 @@ def warn_about_checkpoints(setting: str, preview: bool) -> None:
     test kills both and reruns them). The setting is read as Pulumi reads its booleans."""
     if not preview and (setting == "1" or setting.lower() == "true"):
         pulumi.log.warn(SKIPPED_CHECKPOINTS)
+
+
+def check_prerequisites(settings: config.MeshConfig, unreachable_servers: dict[str, Optional[str]]) -> None:
+    """With `certificates.backend: cert-manager`, cert-manager must be installed on every cluster
+    this machine reaches (its CRDs; like the Sail operator, it is the cluster's, not ours):
+    refused before anything is made anywhere, naming each cluster that lacks it. A cluster out
+    of reach was warned about already and cannot be checked."""
+    if settings.certificates.backend != "cert-manager":
+        return
+    # Imported only here: the Kubernetes client costs import time on every run.
+    import kubernetes
+
+    from .plan.cert_manager import REQUIRED_CRDS
+    from .verify.clients import connect
+
+    problems = []
+    for cluster in settings.clusters:
+        if unreachable_servers.get(cluster.name):
+            continue
+        definitions = kubernetes.client.ApiextensionsV1Api(connect(cluster, request_timeout=15))
+        missing = []
+        for name in REQUIRED_CRDS:
+            try:
+                definitions.read_custom_resource_definition(name)
+            except kubernetes.client.exceptions.ApiException as error:
+                if error.status != 404:
+                    problems.append(
+                        f"cluster {cluster.name}: reading CRD {name} answered {error.status} {error.reason}"
+                    )
+                    break
+                missing.append(name)
+        if missing:
+            problems.append(f"cluster {cluster.name} (context {cluster.context}) has no CRD {', '.join(missing)}")
+    if problems:
+        raise config.ConfigError(
+            "config mesh:certificates.backend: 'cert-manager' needs cert-manager installed on every cluster, and "
+            + "; ".join(problems)
+            + ". Install cert-manager there first (as the Sail operator), or set certificates.backend: pulumi-tls"
+        )

@@ -32,6 +32,8 @@ class ClusterConfig:
 
 @dataclass(frozen=True)
 class CertificateConfig:
+    backend: str
+    """Who issues the intermediates (CERTIFICATE_BACKENDS): pulumi-tls, or cert-manager."""
     key_algorithm: str
     rsa_bits: int
     ecdsa_curve: str

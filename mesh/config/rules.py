@@ -31,6 +31,8 @@ def refuses(*what: str):
     "it would be ignored, and the root it shapes is protected",
     "`intermediateEarlyRenewalHours` over `intermediateValidityHours`; an intermediate outliving the root",
     "`rootRotation` set while `rootGeneration` is 0 (the first root has nothing to rotate from)",
+    "`backend: cert-manager` with `rootRotation` (not built for cert-manager yet) or with "
+    "`intermediateEarlyRenewalHours` equal to `intermediateValidityHours` (cert-manager renews before expiry)",
 )
 def certificates(values: dict[str, Any], raw: dict[str, Any], path: str, index: Optional[int]) -> dict[str, Any]:
     algorithm = values["key_algorithm"]
@@ -56,6 +58,8 @@ def certificates(values: dict[str, Any], raw: dict[str, Any], path: str, index: 
             f"at most rootValidityHours ({root}): an intermediate cannot outlive its root",
         )
     phase = values["root_rotation"]
+    if values["backend"] == "cert-manager":
+        _cert_manager(values, path)
     if phase is not None and values["root_generation"] == 0:
         raise refused(
             key_path(path, "rootGeneration"),
@@ -63,6 +67,26 @@ def certificates(values: dict[str, Any], raw: dict[str, Any], path: str, index: 
             f"1 or more while rootRotation is {phase!r}: the generation of the new root (the first root is 0)",
         )
     return values
+
+
+def _cert_manager(values: dict[str, Any], path: str) -> None:
+    if values["root_rotation"] is not None:
+        raise refused(
+            key_path(path, "rootRotation"),
+            values["root_rotation"],
+            "no rootRotation with backend 'cert-manager': a rotation needs every cluster to trust the old and the "
+            "new root at once, and cert-manager's ca.crt holds only its issuer's one root; root rotation is built "
+            "for backend 'pulumi-tls' only, so keep rootGeneration as it is under cert-manager",
+        )
+    validity = values["intermediate_validity_hours"]
+    if values["intermediate_early_renewal_hours"] >= validity:
+        raise refused(
+            key_path(path, "intermediateEarlyRenewalHours"),
+            values["intermediate_early_renewal_hours"],
+            f"less than intermediateValidityHours ({validity}) with backend 'cert-manager': cert-manager renews "
+            "that many hours before expiry, and refuses a renewal window as long as the certificate's life "
+            "(0: its default, a third of the life)",
+        )
 
 
 @refuses("a `context` that the cluster's kubeconfig does not have; a kubeconfig that is not one")

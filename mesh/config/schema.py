@@ -27,6 +27,8 @@ KEY_ALGORITHMS = ("RSA", "ECDSA")
 RSA_BITS = (2048, 3072, 4096)
 ECDSA_CURVES = ("P256", "P384", "P521")
 HELLOWORLD_VERSIONS = ("v1", "v2")
+# Who issues and renews the intermediates: pulumi-tls on `up`, or cert-manager on each cluster.
+CERTIFICATE_BACKENDS = ("pulumi-tls", "cert-manager")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,13 @@ class ListOf:
 
 CERTIFICATES = Section(
     (
+        Key(
+            "backend",
+            kinds.choice(*CERTIFICATE_BACKENDS),
+            "who issues and renews each cluster's intermediate: pulumi-tls on `up`, or cert-manager on the cluster, "
+            'from the mesh\'s root ("Intermediate CAs")',
+            "pulumi-tls",
+        ),
         Key("keyAlgorithm", kinds.choice(*KEY_ALGORITHMS), "algorithm of every CA key", "RSA"),
         Key("rsaBits", kinds.choice(*RSA_BITS), "RSA key size (only with `keyAlgorithm: RSA`)", 4096),
         Key("ecdsaCurve", kinds.choice(*ECDSA_CURVES), "ECDSA curve (only with `keyAlgorithm: ECDSA`)", "P256"),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from ..config import ClusterConfig, MeshConfig
+from .cert_manager import intermediate_certificate_manifest
 from .control_plane import istio_cni_manifest, istio_manifest, istio_system_manifest, namespace_manifest
 from .gateway import cross_network_gateway_manifest, eastwest_gateway_manifests, source_ranges
 from .names import CNI_NAMESPACE
@@ -39,6 +40,8 @@ class ClusterPlan:
     cross_network_gateway: dict[str, Any]
     reader: list[dict[str, Any]]
     samples: Optional[list[dict[str, Any]]]
+    issued_intermediate: Optional[dict[str, Any]]
+    """The Certificate cert-manager issues `cacerts` from (backend cert-manager), else None."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,9 @@ def _cluster(mesh: MeshConfig, cluster: ClusterConfig, sources: tuple[str, ...],
         cross_network_gateway=cross_network_gateway_manifest(),
         reader=reader_manifests(mesh.reader_access),
         samples=sample_manifests(cluster.helloworld_version, mesh.await_workloads) if mesh.sample_apps else None,
+        issued_intermediate=intermediate_certificate_manifest(cluster.cluster_name, mesh.certificates)
+        if mesh.certificates.backend == "cert-manager"
+        else None,
     )
 
 

@@ -1,0 +1,89 @@
+"""`certificates.backend: cert-manager`: the resource graph with Pulumi mocks, and what the config
+refuses. The lab test (tests/integration/test_lab_cert_manager_backend.py) runs it against the real
+cert-manager controller and istiod."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from mesh import config
+from mesh.config import ConfigError
+
+from .test_mesh_graph import build, by_kind, cluster_of, providers
+
+
+def cert_manager(raw: dict, **certificates) -> dict:
+    raw = copy.deepcopy(raw)
+    raw["certificates"] = {"backend": "cert-manager", **certificates}
+    return raw
+
+
+def on_cluster(registrations, cluster: str):
+    provider_map = providers(registrations)
+    return [r for r in registrations if r.type.startswith("kubernetes:") and cluster_of(r, provider_map) == cluster]
+
+
+def test_each_cluster_gets_an_issuer_from_the_root_and_a_certificate_for_cacerts(east_west):
+    raw = cert_manager(east_west, intermediateValidityHours=720, intermediateEarlyRenewalHours=240)
+    cfg, registrations, outputs = build(raw)
+    for cluster in cfg.clusters:
+        mine = on_cluster(registrations, cluster.name)
+        (root,) = by_kind(mine, "Secret", "mesh-root-ca", "istio-system")
+        assert root.inputs["type"] == "kubernetes.io/tls" and "stringData" in root.secret_inputs
+        assert "cert-of-mesh-root-ca-cert" in root.inputs["stringData"]["tls.crt"]
+        assert "key-of-mesh-root-ca-key" in root.inputs["stringData"]["tls.key"]
+        (issuer,) = by_kind(mine, "Issuer", "mesh-root-ca", "istio-system")
+        assert issuer.inputs["spec"] == {"ca": {"secretName": "mesh-root-ca"}}
+        (certificate,) = by_kind(mine, "Certificate", "cacerts", "istio-system")
+        spec = certificate.inputs["spec"]
+        assert spec["secretName"] == "cacerts" and spec["isCA"] is True
+        assert spec["subject"] == {"organizations": ["Istio"], "localities": [cluster.cluster_name]}
+        assert (spec["duration"], spec["renewBefore"]) == ("720h", "240h")
+        assert spec["privateKey"] == {"algorithm": "RSA", "size": 4096, "rotationPolicy": "Always"}
+        assert spec["issuerRef"] == {"group": "cert-manager.io", "kind": "Issuer", "name": "mesh-root-ca"}
+        assert certificate.metadata["annotations"]["pulumi.com/waitFor"] == "condition=Ready"
+        # Ordered: root Secret, then the Issuer, then the Certificate, then Istio (istiod decides
+        # at start whether a plugged-in CA exists).
+        assert root.urn in issuer.dependencies and issuer.urn in certificate.dependencies
+        (istio,) = [r for r in mine if r.type == "kubernetes:sailoperator.io/v1:Istio"]
+        assert certificate.urn in istio.dependencies
+        # cert-manager owns `cacerts`: the program makes no Secret of that name.
+        assert by_kind(mine, "Secret", "cacerts", "istio-system") == []
+    # No intermediate of pulumi-tls, and nothing of ours to renew.
+    assert not [r for r in registrations if r.type == "tls:index/locallySignedCert:LocallySignedCert"]
+    assert outputs["certificateBackend"] == "cert-manager"
+    assert outputs["intermediateRenewal"] == {}
+
+
+def test_the_default_backend_is_pulumi_tls(east_west):
+    _, registrations, outputs = build(east_west)
+    assert outputs["certificateBackend"] == "pulumi-tls"
+    assert not [r for r in registrations if r.kind in ("Issuer", "Certificate")]
+
+
+def test_an_ecdsa_mesh_asks_cert_manager_for_the_same_curve(east_west):
+    _, registrations, _ = build(cert_manager(east_west, keyAlgorithm="ECDSA", ecdsaCurve="P384"))
+    for certificate in by_kind(registrations, "Certificate", "cacerts"):
+        assert certificate.inputs["spec"]["privateKey"]["algorithm"] == "ECDSA"
+        assert certificate.inputs["spec"]["privateKey"]["size"] == 384
+        assert "renewBefore" not in certificate.inputs["spec"]  # cert-manager's default: a third of the life
+
+
+@pytest.mark.parametrize(
+    "certificates,key,words",
+    [
+        ({"rootGeneration": 1, "rootRotation": "trust"}, "certificates.rootRotation", "root rotation is built for"),
+        (
+            {"intermediateValidityHours": 720, "intermediateEarlyRenewalHours": 720},
+            "certificates.intermediateEarlyRenewalHours",
+            "less than intermediateValidityHours (720)",
+        ),
+        ({"backend": "vault"}, "certificates.backend", "pulumi-tls, cert-manager"),
+    ],
+)
+def test_what_cert_manager_cannot_do_is_refused_naming_the_key(east_west, certificates, key, words):
+    with pytest.raises(ConfigError) as refused:
+        config.parse(cert_manager(east_west, **certificates))
+    assert key in str(refused.value) and words in str(refused.value)
