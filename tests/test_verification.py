@@ -185,6 +185,139 @@ def test_missing_cacerts_secret_fails():
     assert result.failed and result.detail.startswith("not found")
 
 
+# --- cacerts in the kubernetes.io/tls form cert-manager writes (issue 13) -------------------
+
+
+def tls_bundle(intermediate, ca_crt, chain=()) -> dict[str, bytes]:
+    """`cacerts` as cert-manager writes it: `tls.crt` the intermediate, then whatever chain the
+    issuer returned; `tls.key` its key; `ca.crt` the issuer's top certificate(s)."""
+    certificate, key = intermediate
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return {
+        "tls.crt": "".join(_pem(c) for c in (certificate, *chain)).encode(),
+        "tls.key": key_pem,
+        "ca.crt": "".join(_pem(c) for c in ca_crt).encode(),
+    }
+
+
+def tls_bundles(root, clusters=("east", "west")) -> dict[str, dict[str, bytes]]:
+    return {name: tls_bundle(make_ca("Intermediate CA", issuer=root), [root[0]]) for name in clusters}
+
+
+def test_a_tls_form_bundle_passes_and_is_named(root):
+    results = by_cluster(v.check_cacerts(tls_bundles(root), mesh_roots=(root[0],)))
+    assert [r.status for r in results.values()] == [v.PASS, v.PASS], [r.detail for r in results.values()]
+    assert results["east"].detail == f"valid chain under root {v.fingerprint(root[0])} (tls.crt/ca.crt form)"
+
+
+def test_a_tls_chain_through_an_issuing_ca_to_the_root_in_ca_crt_passes(root):
+    # A Vault issuer whose mount chains up to the root: tls.crt is the cluster's intermediate, then
+    # the Vault CA that signed it, with or without the root after it; ca.crt is the root.
+    vault = make_ca("Vault CA", issuer=root)
+    intermediate = make_ca("Intermediate CA", issuer=vault)
+    for chain in ([vault[0]], [vault[0], root[0]]):
+        (result,) = v.check_cacerts({"east": tls_bundle(intermediate, [root[0]], chain)})
+        assert result.status == v.PASS, result.detail
+        assert v.fingerprint(root[0]) in result.detail
+
+
+def test_a_tls_chain_that_does_not_reach_ca_crt_fails(root):
+    vault = make_ca("Vault CA", issuer=root)
+    stranger = make_ca("Vault CA", issuer=root)
+    (broken,) = v.check_cacerts(
+        {"east": tls_bundle(make_ca("Intermediate CA", issuer=vault), [root[0]], [stranger[0]])}
+    )
+    assert broken.failed
+    assert (
+        "tls.crt's chain is broken: CN=Intermediate CA,O=Istio is not signed by the next certificate" in broken.detail
+    )
+    (direct,) = v.check_cacerts({"east": tls_bundle(make_ca("Intermediate CA", issuer=vault), [root[0]])})
+    assert direct.failed
+    assert "tls.crt (CN=Intermediate CA,O=Istio) is not signed by ca.crt" in direct.detail
+
+
+def test_tls_form_clusters_under_different_roots_fail_the_cross_trust_check(root):
+    other = make_ca("Root CA")
+    bundles = {**tls_bundles(root, ["east"]), **tls_bundles(other, ["west"])}
+    results = by_cluster(v.check_cacerts(bundles))
+    assert results["east"].failed and results["west"].failed
+    assert (
+        f"its chain ends in root {v.fingerprint(other[0])}, which east's ca.crt does not hold: "
+        "workloads on east will not trust workloads here"
+    ) in results["west"].detail
+    assert f"root {v.fingerprint(root[0])}, which west's ca.crt does not hold" in results["east"].detail
+
+
+def test_tls_form_against_the_stack_roots_names_ca_crt(root):
+    other = make_ca("Root CA")
+    results = v.check_cacerts(tls_bundles(other), mesh_roots=(root[0],))
+    assert all(r.failed and "its ca.crt holds" in r.detail and "not the mesh's root" in r.detail for r in results)
+
+
+def test_ca_crt_that_is_an_intermediate_says_the_issuers_chain_lacks_the_root(root):
+    # A Vault mount whose chain lacks the root: cert-manager puts the Vault CA in ca.crt. The
+    # chain verifies up to it, and both clusters hold the same one, so only this check catches it.
+    vault = make_ca("Vault CA", issuer=root)
+    bundles = {name: tls_bundle(make_ca("Intermediate CA", issuer=vault), [vault[0]]) for name in ("east", "west")}
+    for result in v.check_cacerts(bundles):
+        assert result.failed
+        assert result.detail == (
+            "ca.crt is CN=Vault CA,O=Istio, not a self-signed root: the issuer's chain lacks the root "
+            "(for Vault, set the PKI mount's chain to include the root)"
+        )
+
+
+def test_a_tls_bundle_without_tls_key_fails_naming_it(root):
+    data = tls_bundles(root, ["east"])["east"]
+    del data["tls.key"]
+    (result,) = v.check_cacerts({"east": data})
+    assert result.failed
+    assert result.detail.startswith("missing tls.key: istiod fails on a partial bundle"), result.detail
+
+
+def test_a_tls_key_of_another_certificate_is_caught(root):
+    data = tls_bundles(root, ["east"])["east"]
+    data["tls.key"] = tls_bundles(root, ["west"])["west"]["tls.key"]
+    (result,) = v.check_cacerts({"east": data})
+    assert result.failed and result.detail == "tls.key is not the key of tls.crt"
+
+
+def test_an_expired_tls_intermediate_is_caught(root):
+    old = make_ca("Intermediate CA", issuer=root, days=1, start=NOW - timedelta(days=3))
+    (result,) = v.check_cacerts({"east": tls_bundle(old, [root[0]])})
+    assert result.failed and "tls.crt is outside its validity" in result.detail
+
+
+def test_with_both_forms_the_tls_form_is_checked(root):
+    # istiod reads tls.crt, tls.key and ca.crt whenever tls.crt is there: a broken tls form fails
+    # however good the four files are, and broken four files pass beside a good tls form.
+    four_files = mesh_bundles(root, ["east"])["east"]
+    broken_tls = tls_bundles(root, ["east"])["east"]
+    broken_tls["tls.key"] = four_files["ca-key.pem"]
+    (result,) = v.check_cacerts({"east": {**four_files, **broken_tls}})
+    assert result.failed and result.detail == "tls.key is not the key of tls.crt"
+
+    other = make_ca("Root CA")
+    stale = {**mesh_bundles(other, ["east"])["east"], "ca-key.pem": b"not a key"}
+    (result,) = v.check_cacerts({"east": {**stale, **tls_bundles(root, ["east"])["east"]}}, mesh_roots=(root[0],))
+    assert result.status == v.PASS, result.detail
+    assert result.detail == (
+        f"valid chain under root {v.fingerprint(root[0])} (tls.crt/ca.crt form); ca-cert.pem, ca-key.pem, "
+        "root-cert.pem, cert-chain.pem also there, with another intermediate or roots: istiod ignores them while "
+        "tls.crt is there, but would read them without it: remove them"
+    )
+
+
+def test_four_files_beside_the_tls_form_that_agree_with_it_are_noted(root):
+    intermediate = make_ca("Intermediate CA", issuer=root)
+    data = {**bundle(intermediate, root[0]), **tls_bundle(intermediate, [root[0]])}
+    (result,) = v.check_cacerts({"east": data})
+    assert result.status == v.PASS
+    assert result.detail.endswith("also there, with the same intermediate and roots: istiod ignores them")
+
+
 # --- remote secrets (the content; access runs against the lab) -------------------------------
 
 
