@@ -130,13 +130,14 @@ def issue(directory: Path, name: str, ca_cert: Path, ca_key: Path, extfile: Path
     return cert
 
 
-def deploy(name: str, clusters: list[str], tmp_path_factory, log: Callable[[str], None] = print):
-    """Start a lab, `up` the mesh on it, hand it to the tests, then destroy and stop."""
+def deploy(name: str, clusters: list[str], tmp_path_factory, log: Callable[[str], None] = print, **overrides):
+    """Start a lab, `up` the mesh on it (the lab stack's config and `overrides`), hand it to the
+    tests, then destroy and stop."""
     lab = Lab(tmp_path_factory.mktemp(f"lab-{name}"), clusters=clusters)
     lab.up()
     stack = None
     try:
-        config = mesh_config(lab.clusters, lab.kubeconfig_path)
+        config = mesh_config(lab.clusters, lab.kubeconfig_path, **overrides)
         stack = open_stack(f"itest-{name}", config, tmp_path_factory.mktemp(f"state-{name}"))
         result = stack.up(on_output=log, color="never")
         yield DeployedMesh(lab, stack, config, {k: v.value for k, v in result.outputs.items()})
@@ -231,17 +232,25 @@ def verifies(leaf_and_chain: list[str], trusted_pem: str, directory: Path, name:
     return openssl("verify", "-CAfile", str(trusted), "-untrusted", str(untrusted), str(leaf))
 
 
+def plugged_in_ca(files: dict[str, str]) -> tuple[str, str]:
+    """(the roots it trusts, its intermediate) of a `cacerts` in either form istiod reads:
+    cert-manager's `tls.crt`/`ca.crt` (which wins when present) or Istio's four files."""
+    if "tls.crt" in files:
+        return files["ca.crt"], files["tls.crt"].split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----"
+    return files["root-cert.pem"], files["ca-cert.pem"]
+
+
 def assert_istiods_sign_for_the_whole_mesh(mesh: DeployedMesh, clusters: list[str], directory: Path) -> None:
-    """Each real istiod issues a workload certificate that every cluster's root-cert.pem
-    accepts, and hands every namespace the trust bundle its cacerts holds."""
-    bundles = {name: cacerts(mesh, name)["root-cert.pem"] for name in clusters}
+    """Each real istiod issues a workload certificate that every cluster's trusted roots
+    accept, and hands every namespace the trust bundle its cacerts holds."""
+    bundles = {name: plugged_in_ca(cacerts(mesh, name))[0] for name in clusters}
     for name in clusters:
         wait_for(
-            f"{name}'s istiod to publish its cacerts root-cert.pem as istio-ca-root-cert",
+            f"{name}'s istiod to publish its cacerts roots as istio-ca-root-cert",
             lambda: istio_ca_root(mesh, name).strip() == bundles[name].strip(),
             timeout=30,
         )
-        expected = cacerts(mesh, name)["ca-cert.pem"].strip()
+        expected = plugged_in_ca(cacerts(mesh, name))[1].strip()
         chain = wait_for(
             f"{name}'s istiod to sign with the intermediate in its cacerts",
             lambda: (c := workload_certificate(mesh, name, directory))[1].strip() == expected and c,
