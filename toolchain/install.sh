@@ -23,6 +23,7 @@ link_dir() {  # link every executable of $1 into the venv's bin
 for dir in $(bash "$HERE/kubernetes.sh"); do link_dir "$dir"; done
 link_dir "$(bash "$HERE/actionlint.sh")"
 link_dir "$(bash "$HERE/istio.sh")"
+link_dir "$(bash "$HERE/cert-manager.sh")"  # cert-manager's controller (the lab runs one per cluster)
 # OpenShift's CRDs, for the benchmark's API servers of OpenShift size (bench/).
 ln -sfn "$(bash "$HERE/openshift-crds.sh")" "$VENV/openshift-crds"
 
