@@ -195,7 +195,7 @@ def test_without_its_crds_the_controller_says_so_and_never_turns_ready(tmp_path)
     bare = Lab(tmp_path / "bare", clusters=["bare"], standin=False, cert_manager=False).up()
     try:
         port = procs.free_port(set())
-        log = tmp_path / "bare" / "controller.log"
+        log = tmp_path / "controller.log"  # outside the lab dir, which `down` removes
         argv = [
             cert_manager_binaries()[CERT_MANAGER_CONTROLLER],
             f"--kubeconfig={bare.kubeconfig_path}",
@@ -226,8 +226,10 @@ def test_without_its_crds_the_controller_says_so_and_never_turns_ready(tmp_path)
                 timeout=20,
                 interval=0.2,
             )
+            time.sleep(3)  # it keeps running, and keeps saying it is not ready
             assert procs.alive(pid, str(bare.kubeconfig_path)) and readyz() == 503
         finally:
             procs.stop([pid], str(bare.kubeconfig_path))
+        assert "control loops exited" in log.read_text(), "SIGTERM should be a clean stop"
     finally:
         bare.down()

@@ -230,7 +230,9 @@ func run(rootCtx context.Context, opts *options) error {
 	err = g.Wait()
 	cctx.KubeSharedInformerFactory.Shutdown()
 	cctx.SharedInformerFactory.Shutdown()
-	if err != nil && !errors.Is(err, context.Canceled) {
+	// Told to stop (SIGTERM), controllers still waiting for their caches return an error:
+	// that is a clean stop, not a failure.
+	if err != nil && rootCtx.Err() == nil {
 		return err
 	}
 	log.Info("control loops exited")
