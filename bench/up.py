@@ -42,7 +42,8 @@ def measure(count: int, workdir: pathlib.Path, runs: int, crds_dir: Optional[pat
     names = cluster_names(count)
     tag = f"{count} clusters{label}"
     ours = workdir / f"ours-{count}{label.replace(' ', '-')}"
-    with Lab(ours / "lab", clusters=names, crds_dir=crds_dir) as lab:
+    # The default backend needs no cert-manager: its controllers would only load both labs alike.
+    with Lab(ours / "lab", clusters=names, crds_dir=crds_dir, cert_manager=False) as lab:
         config = mesh_config(lab.clusters, lab.kubeconfig_path)
         mesh = projects.mesh_project(ours / "project", ours / "state", "bench").init(config)
         made = mesh.up()
@@ -63,7 +64,7 @@ def measure(count: int, workdir: pathlib.Path, runs: int, crds_dir: Optional[pat
             empty_ups.append(empty.up())
     settings = {c["name"]: (c["clusterName"], c["apiServerUrl"]) for c in config["clusters"]}
     by_hand = workdir / f"floor-{count}{label.replace(' ', '-')}"
-    with Lab(by_hand / "lab", clusters=names, crds_dir=crds_dir) as lab:
+    with Lab(by_hand / "lab", clusters=names, crds_dir=crds_dir, cert_manager=False) as lab:
         # The lab's servers differ from the first lab's: take this one's.
         settings = {c.name: (settings[c.name][0], c.server) for c in lab.clusters}
         started = time.monotonic()

@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument(
         "--no-standin", action="store_true", help="do not run lab.operator_standin (no Istio status, no LB addresses)"
     )
+    up.add_argument(
+        "--no-cert-manager", action="store_true", help="run no cert-manager controller and install none of its CRDs"
+    )
     down = sub.add_parser("down", help="stop everything the lab started and remove DIR")
     status = sub.add_parser("status", help="print what runs, as JSON")
     run = sub.add_parser("run", help="start the lab if it is not running, then `pulumi up` the `lab` stack on it")
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         started = time.monotonic()
         names = [n.strip() for n in args.clusters.split(",") if n.strip()]
-        lab = Lab(dir, clusters=names, standin=not args.no_standin).up()
+        lab = Lab(dir, clusters=names, standin=not args.no_standin, cert_manager=not args.no_cert_manager).up()
         for c in lab.clusters:
             print(f"{c.name}: {c.server}")
         print(f"up in {time.monotonic() - started:.1f}s; state in {lab.state_path}")

@@ -1,8 +1,11 @@
-"""One cluster's control plane: etcd, kube-apiserver, kube-controller-manager.
+"""One cluster's control plane: etcd, kube-apiserver, kube-controller-manager, and (an option)
+cert-manager's controller.
 
 Only the controllers the project needs run (service-account tokens, namespaces,
 garbage collection); there is no scheduler, kubelet or container runtime, so
-Pods are stored but never run.
+Pods are stored but never run. cert-manager's controller runs out of cluster, as a process
+beside the API server, with the cluster's admin credentials (in a cluster it runs as a pod with
+its chart's RBAC).
 """
 
 from __future__ import annotations
@@ -18,7 +21,12 @@ import yaml
 from . import pki, procs
 from .kubeapi import ApiError, KubeClient
 
-from .toolchain import KUBERNETES as COMPONENTS
+from .toolchain import CERT_MANAGER, KUBERNETES as COMPONENTS
+
+CERT_MANAGER_CONTROLLER = CERT_MANAGER[0]
+# cert-manager watches only istio-system, where the mesh's `cacerts` and their Issuers live
+# (ClusterIssuers are then off, as upstream does when scoped to a namespace).
+CERT_MANAGER_NAMESPACE = "istio-system"
 
 KCM_CONTROLLERS = ",".join(
     (
@@ -38,6 +46,7 @@ class ControlPlane:
     dir: Path
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
+    cert_manager: bool = False  # runs cert-manager's controller
     # Set to abandon a start-up in progress (Ctrl-C while clusters start in threads).
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -48,6 +57,10 @@ class ControlPlane:
     @property
     def pki(self) -> pki.ClusterPKI:
         return pki.ClusterPKI(self.dir / "pki")
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        return COMPONENTS + ((CERT_MANAGER_CONTROLLER,) if self.cert_manager else ())
 
     @property
     def admin_kubeconfig(self) -> Path:
@@ -66,17 +79,18 @@ class ControlPlane:
             "dir": str(self.dir),
             "ports": self.ports,
             "pids": self.pids,
+            "cert_manager": self.cert_manager,
         }
 
     @classmethod
     def from_json(cls, d: dict) -> "ControlPlane":
-        return cls(d["name"], Path(d["dir"]), dict(d["ports"]), dict(d["pids"]))
+        return cls(d["name"], Path(d["dir"]), dict(d["ports"]), dict(d["pids"]), d.get("cert_manager", False))
 
     # -- lifecycle ---------------------------------------------------------
 
     def prepare(self, taken_ports: set[int]) -> None:
         """Allocate ports and write PKI; nothing runs yet."""
-        for key in ("etcd", "etcd_peer", "apiserver"):
+        for key in ("etcd", "etcd_peer", "apiserver") + (("cert_manager_healthz",) if self.cert_manager else ()):
             self.ports.setdefault(key, procs.free_port(taken_ports))
         pki.create(self.pki.dir, self.name)
         self._write_admin_kubeconfig()
@@ -166,13 +180,44 @@ class ControlPlane:
 
         self._wait("kube-controller-manager", ready, 60)
 
-    def stop(self, components=COMPONENTS) -> None:
+    def start_cert_manager(self, bins: dict[str, str], on_start) -> None:
+        """cert-manager's controller against this cluster; wait_cert_manager() waits for it."""
+        self._start(
+            CERT_MANAGER_CONTROLLER,
+            [
+                bins[CERT_MANAGER_CONTROLLER],
+                f"--kubeconfig={self.admin_kubeconfig}",
+                f"--namespace={CERT_MANAGER_NAMESPACE}",
+                f"--cluster-resource-namespace={CERT_MANAGER_NAMESPACE}",
+                "--leader-elect=false",
+                # /livez and /readyz on loopback; no metrics endpoint.
+                f"--healthz-listen-address={self.cert_manager_healthz}",
+            ],
+            on_start,
+        )
+
+    @property
+    def cert_manager_healthz(self) -> str:
+        return f"127.0.0.1:{self.ports['cert_manager_healthz']}"
+
+    def cert_manager_ready(self) -> bool:
+        """Its /readyz: 200 once its informers have synced (so the CRDs are served)."""
+        try:
+            return _http_get(f"http://{self.cert_manager_healthz}/readyz").strip() == b"ok"
+        except OSError:
+            return False
+
+    def wait_cert_manager(self) -> None:
+        self._wait(CERT_MANAGER_CONTROLLER, self.cert_manager_ready, 60)
+
+    def stop(self, components: tuple[str, ...] | None = None) -> None:
+        components = self.components if components is None else components
         procs.stop([self.pids[c] for c in components if c in self.pids], str(self.dir))
         for c in components:
             self.pids.pop(c, None)
 
     def running(self) -> dict[str, bool]:
-        return {c: procs.alive(self.pids.get(c), str(self.dir)) for c in COMPONENTS}
+        return {c: procs.alive(self.pids.get(c), str(self.dir)) for c in self.components}
 
     # -- helpers -----------------------------------------------------------
 

@@ -22,8 +22,8 @@ from threading import Lock
 import yaml
 
 from . import crds, pod_state, procs
-from .controlplane import ControlPlane
-from .toolchain import REPO, istio_binaries, kubernetes_binaries as binaries
+from .controlplane import CERT_MANAGER_CONTROLLER, ControlPlane
+from .toolchain import REPO, cert_manager_binaries, cert_manager_crds, istio_binaries, kubernetes_binaries
 from .kubeapi import ApiError
 
 DEFAULT_CLUSTERS = ("east", "west")
@@ -52,6 +52,7 @@ class Lab:
         clusters=DEFAULT_CLUSTERS,
         crds_dir: str | Path | None = None,
         standin: bool = True,
+        cert_manager: bool = True,
     ):
         # Absolute: the path is the marker that identifies the lab's processes.
         self.dir = Path(dir or default_dir()).resolve()
@@ -61,6 +62,9 @@ class Lab:
             raise ValueError(f"cluster names must be unique lowercase DNS labels: {self.names}")
         self.crds_dir = Path(crds_dir) if crds_dir else crds.default_dir()
         self.standin = standin
+        # One cert-manager controller per cluster (the real one: toolchain/cert-manager.sh), its
+        # CRDs installed with the others.
+        self.cert_manager = cert_manager
         self._planes: dict[str, ControlPlane] = {}
         self._standin_pid: int | None = None
         self._kubelet_pid: int | None = None
@@ -91,15 +95,17 @@ class Lab:
         """Start every cluster. A lab already recorded in dir is stopped first."""
         if self.dir.exists():
             self._down_existing()
-        bins = binaries()
+        bins = self._binaries()
         if self.standin:
             istio_binaries()  # built now, not by the stand-ins in the background
         crd_docs = crds.load(self.crds_dir)
+        if self.cert_manager:
+            crd_docs += crds.load(cert_manager_crds())
         self.dir.mkdir(parents=True, exist_ok=True)
         self._save()  # from now on the dir is recognisably a lab's, for `down`
         taken: set[int] = set()
         for name in self.names:
-            plane = ControlPlane(name, self.dir / name)
+            plane = ControlPlane(name, self.dir / name, cert_manager=self.cert_manager)
             plane.prepare(taken)
             self._planes[name] = plane
         self._write_kubeconfig()
@@ -133,15 +139,15 @@ class Lab:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def stop_cluster(self, name: str) -> None:
-        """Make one cluster unreachable: its apiserver (and controller manager)
+        """Make one cluster unreachable: its apiserver (and controller manager, and cert-manager)
         stop, etcd keeps running with the cluster's state."""
-        self._planes[name].stop(("kube-controller-manager", "kube-apiserver"))
+        self._planes[name].stop((CERT_MANAGER_CONTROLLER, "kube-controller-manager", "kube-apiserver"))
         self._save()
 
     def start_cluster(self, name: str) -> None:
         """Bring a stopped cluster back, on the same port, with its state intact."""
         plane = self._planes[name]
-        bins = binaries()
+        bins = self._binaries()
         running = plane.running()
         if not running["etcd"]:
             plane.start_etcd(bins, self._save)
@@ -151,7 +157,11 @@ class Lab:
             plane.start_controller_manager(bins, self._save)
         client = plane.client()
         crds.wait_usable(client, crds.installed(client))
+        if plane.cert_manager and not running[CERT_MANAGER_CONTROLLER]:
+            plane.start_cert_manager(bins, self._save)
         plane.wait_controller_manager()
+        if plane.cert_manager:
+            plane.wait_cert_manager()
 
     def stop_standin(self) -> None:
         """Stop the operator stand-in: statuses and load-balancer addresses stay as they are,
@@ -185,6 +195,13 @@ class Lab:
             except (OSError, ApiError):
                 ready = False
             clusters[p.name] = {"server": p.server, "ready": ready, "processes": p.running()}
+            if p.cert_manager:
+                clusters[p.name]["cert_manager"] = {
+                    "pid": p.pids.get(CERT_MANAGER_CONTROLLER),
+                    "healthz": p.cert_manager_healthz,
+                    "ready": p.cert_manager_ready(),
+                    "log": str(p.dir / f"{CERT_MANAGER_CONTROLLER}.log"),
+                }
         istiods = self.istiods()
         for name, cluster in clusters.items():
             cluster["istiod"] = istiods.get(name, {})
@@ -206,12 +223,20 @@ class Lab:
 
     # -- internals ---------------------------------------------------------
 
+    def _binaries(self) -> dict[str, str]:
+        return {**kubernetes_binaries(), **(cert_manager_binaries() if self.cert_manager else {})}
+
     def _bring_up(self, plane: ControlPlane, bins: dict[str, str], crd_docs: list[dict]) -> None:
         plane.start_etcd(bins, self._save)
         plane.start_apiserver(bins, self._save)
         plane.start_controller_manager(bins, self._save)
         crds.install(plane.client(), crd_docs)
+        # After the CRDs: started before them, its informers would back off retrying their lists.
+        if plane.cert_manager:
+            plane.start_cert_manager(bins, self._save)
         plane.wait_controller_manager()
+        if plane.cert_manager:
+            plane.wait_cert_manager()
 
     def _start_module(self, module: str) -> int:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
@@ -237,7 +262,7 @@ class Lab:
         procs.stop(
             [s["pid"] for d in pod_state.pod_dirs(self.dir) if (s := pod_state.read_state(d)).get("pid")], marker
         )
-        for components in (("kube-controller-manager", "kube-apiserver"), ("etcd",)):
+        for components in ((CERT_MANAGER_CONTROLLER, "kube-controller-manager", "kube-apiserver"), ("etcd",)):
             procs.stop([p.pids[c] for p in self._planes.values() for c in components if c in p.pids], marker)
             for p in self._planes.values():
                 for c in components:
@@ -257,6 +282,7 @@ class Lab:
         self._planes = {c["name"]: ControlPlane.from_json(c) for c in state["clusters"]}
         self.names = list(self._planes) or self.names
         self.standin = state.get("standin", True)
+        self.cert_manager = state.get("cert_manager", False)
         self._standin_pid = state.get("standin_pid")
         self._kubelet_pid = state.get("kubelet_pid")
 
@@ -265,6 +291,7 @@ class Lab:
             state = {
                 "kubeconfig": str(self.kubeconfig_path),
                 "standin": self.standin,
+                "cert_manager": self.cert_manager,
                 "standin_pid": self._standin_pid,
                 "kubelet_pid": self._kubelet_pid,
                 "clusters": [p.to_json() for p in self._planes.values()],

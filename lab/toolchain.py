@@ -12,6 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 KUBERNETES = ("etcd", "kube-apiserver", "kube-controller-manager")
 ISTIO = ("pilot-discovery", "istioctl")
+CERT_MANAGER = ("cert-manager-controller",)
 
 
 VERSIONS = REPO / "toolchain" / "versions.env"
@@ -30,13 +31,18 @@ def versions() -> dict[str, str]:
     return found
 
 
-def _find(script: str, names: tuple[str, ...]) -> dict[str, str]:
+def _script_dirs(script: str, *args: str) -> list[str]:
+    """The folders a toolchain script prints (building what is missing first), or none when the
+    checkout has no such script."""
     path = REPO / "toolchain" / script
-    dirs: list[str] = []
-    if path.exists():
-        # stderr passes through: a cold build takes minutes and should say so.
-        out = subprocess.run([str(path)], check=True, stdout=subprocess.PIPE, text=True)
-        dirs = out.stdout.split()
+    if not path.exists():
+        return []
+    # stderr passes through: a cold build takes minutes and should say so.
+    return subprocess.run([str(path), *args], check=True, stdout=subprocess.PIPE, text=True).stdout.split()
+
+
+def _find(script: str, names: tuple[str, ...]) -> dict[str, str]:
+    dirs = _script_dirs(script)
     search = os.pathsep.join(dirs + [os.environ.get("PATH", "")])
     found = {name: shutil.which(name, path=search) for name in names}
     missing = [n for n, p in found.items() if not p]
@@ -53,3 +59,18 @@ def kubernetes_binaries() -> dict[str, str]:
 def istio_binaries() -> dict[str, str]:
     """Istio's pilot-discovery (istiod) and istioctl (toolchain/istio.sh)."""
     return _find("istio.sh", ISTIO)
+
+
+def cert_manager_binaries() -> dict[str, str]:
+    """cert-manager's controller: our main over the cert-manager module's controllers
+    (toolchain/cert-manager.sh)."""
+    return _find("cert-manager.sh", CERT_MANAGER)
+
+
+def cert_manager_crds() -> Path:
+    """The folder of cert-manager's CRDs (the module's deploy/crds, as toolchain/cert-manager.sh
+    gathers them)."""
+    dirs = _script_dirs("cert-manager.sh", "--crds")
+    if not dirs:
+        raise RuntimeError("cert-manager's CRDs come from toolchain/cert-manager.sh, which this checkout lacks")
+    return Path(dirs[0])

@@ -18,6 +18,9 @@ VENV=${1:?usage: toolchain/install.sh VENV_DIR}
 
 link_dir() {  # link_dir DIR [PREFIX]: link every executable of DIR (named PREFIX*) into the venv's bin
   local f
+  # A script that failed inside $(...) hands over no folder, and set -e does not see it: stop
+  # here rather than link whatever "/" holds.
+  [[ -n $1 && -d $1 ]] || { echo "install.sh: a toolchain script gave no folder (${1:-nothing}); see above" >&2; exit 1; }
   for f in "$1/${2:-}"*; do
     [ -x "$f" ] && [ -f "$f" ] && ln -sfn "$f" "$VENV/bin/$(basename "$f")"
   done
@@ -27,6 +30,7 @@ link_dir() {  # link_dir DIR [PREFIX]: link every executable of DIR (named PREFI
 for dir in $(bash "$HERE/kubernetes.sh"); do link_dir "$dir"; done
 link_dir "$(bash "$HERE/actionlint.sh")"
 link_dir "$(bash "$HERE/istio.sh")"
+link_dir "$(bash "$HERE/cert-manager.sh")"  # cert-manager's controller (the lab runs one per cluster)
 # OpenShift's CRDs, for the benchmark's API servers of OpenShift size (bench/).
 ln -sfn "$(bash "$HERE/openshift-crds.sh")" "$VENV/openshift-crds"
 

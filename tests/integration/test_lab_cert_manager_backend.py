@@ -1,0 +1,138 @@
+"""`certificates.backend: cert-manager` on the lab: the real cert-manager controller on every
+cluster issues and renews the intermediates, the real istiod signs with them.
+
+What is real: the engine and providers, the API servers, cert-manager's controller (built by
+toolchain/cert-manager.sh), istiod. Nothing stands in for cert-manager.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import kubernetes
+import pytest
+from cryptography import x509
+from pulumi import automation as auto
+
+from lab.lab import Lab
+from lab.stack import mesh_config, open_stack, remove_stack
+from mesh.verify import PASS, check_cacerts, read_cacerts
+
+from .conftest import (
+    assert_istiods_sign_for_the_whole_mesh,
+    cacerts,
+    changes,
+    deploy,
+    plugged_in_ca,
+    verifies,
+    wait_for,
+)
+
+CLUSTERS = ["east", "west"]
+CERTIFICATES = {"backend": "cert-manager", "intermediateValidityHours": 720, "intermediateEarlyRenewalHours": 240}
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory):
+    yield from deploy("cert-manager", CLUSTERS, tmp_path_factory, certificates=CERTIFICATES)
+
+
+def certificate(mesh, cluster: str) -> dict:
+    return mesh.custom(cluster).get_namespaced_custom_object(
+        "cert-manager.io", "v1", "istio-system", "certificates", "cacerts"
+    )
+
+
+def intermediate(files: dict[str, str]) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(plugged_in_ca(files)[1].encode())
+
+
+def test_up_waits_for_each_intermediate_issued_by_cert_manager_under_the_mesh_root(mesh, tmp_path):
+    root = mesh.outputs["rootCertificate"]
+    for cluster in CLUSTERS:
+        conditions = {c["type"]: c["status"] for c in certificate(mesh, cluster)["status"]["conditions"]}
+        assert conditions["Ready"] == "True"
+        secret = mesh.core(cluster).read_namespaced_secret("cacerts", "istio-system")
+        assert secret.type == "kubernetes.io/tls"
+        files = cacerts(mesh, cluster)
+        assert {"tls.crt", "tls.key", "ca.crt"} <= set(files)
+        assert not {"ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem"} & set(files)
+        assert files["ca.crt"].strip() == root.strip()  # the same root on every cluster: the mesh's
+        made = intermediate(files)
+        assert made.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        assert (
+            made.subject.rfc4514_string()
+            == f"CN=Intermediate CA,O=Istio,L={mesh.cluster_config(cluster)['clusterName']}"
+        )
+        lifetime = made.not_valid_after_utc - made.not_valid_before_utc
+        assert abs(lifetime - datetime.timedelta(hours=720)) < datetime.timedelta(minutes=1)
+        result = verifies([plugged_in_ca(files)[1]], root, tmp_path, cluster)
+        assert result.returncode == 0, result.stderr
+    assert mesh.outputs["certificateBackend"] == "cert-manager"
+    assert mesh.outputs["intermediateRenewal"] == {}
+
+
+def test_mesh_verify_reads_the_tls_form_and_finds_one_root(mesh):
+    roots = x509.load_pem_x509_certificates(mesh.outputs["rootCertificate"].encode())
+    results = check_cacerts({cluster: read_cacerts(mesh.core(cluster)) for cluster in CLUSTERS}, roots)
+    assert [(r.cluster, r.status) for r in results] == [(cluster, PASS) for cluster in CLUSTERS], results
+    assert all("tls.crt/ca.crt form" in r.detail for r in results), results
+
+
+def test_each_istiod_signs_with_its_cert_manager_intermediate_for_the_whole_mesh(mesh, tmp_path):
+    assert_istiods_sign_for_the_whole_mesh(mesh, CLUSTERS, tmp_path)
+
+
+def test_cert_manager_renews_without_up_and_istiod_takes_the_new_intermediate(mesh, tmp_path):
+    """A renewal as `cmctl renew` asks for one (the Issuing condition, ManuallyTriggered): a new
+    intermediate in the same Secret, which istiod signs with, and `up` has nothing to do."""
+    cluster = "east"
+    before = intermediate(cacerts(mesh, cluster))
+    current = certificate(mesh, cluster)
+    conditions = [c for c in current["status"]["conditions"] if c["type"] != "Issuing"]
+    conditions.append(
+        {
+            "type": "Issuing",
+            "status": "True",
+            "reason": "ManuallyTriggered",
+            "message": "Certificate re-issuance manually triggered",
+            "lastTransitionTime": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    )
+    current["status"]["conditions"] = conditions
+    mesh.custom(cluster).replace_namespaced_custom_object_status(
+        "cert-manager.io", "v1", "istio-system", "certificates", "cacerts", current
+    )
+    renewed = wait_for(
+        "cert-manager to reissue east's intermediate",
+        lambda: (now := intermediate(cacerts(mesh, cluster))).serial_number != before.serial_number and now,
+        timeout=60,
+    )
+    assert renewed.public_key().public_numbers() != before.public_key().public_numbers()  # rotationPolicy Always
+    assert_istiods_sign_for_the_whole_mesh(mesh, CLUSTERS, tmp_path)
+    assert changes(mesh.stack.preview(color="never")) == {}
+
+
+def test_without_cert_manager_up_is_refused_before_anything_is_made(tmp_path):
+    with Lab(tmp_path / "lab", clusters=CLUSTERS, cert_manager=False) as lab:
+        stack = open_stack(
+            "itest-no-cert-manager",
+            mesh_config(lab.clusters, lab.kubeconfig_path, certificates=CERTIFICATES),
+            tmp_path / "state",
+        )
+        try:
+            with pytest.raises(auto.CommandError) as refused:
+                stack.up(color="never")
+            message = " ".join(str(refused.value).split())
+            for cluster in CLUSTERS:
+                assert f"cluster {cluster} (context {cluster}) has no CRD certificates.cert-manager.io" in message
+            assert "set certificates.backend: pulumi-tls" in message
+            made = [r["type"] for r in stack.export_stack().deployment.get("resources") or []]
+            assert set(made) <= {"pulumi:pulumi:Stack", "pulumi:pulumi:StackReference"}, made
+            for cluster in lab.clusters:
+                core = kubernetes.client.CoreV1Api(
+                    kubernetes.config.new_client_from_config(str(lab.kubeconfig_path), context=cluster.context)
+                )
+                assert "istio-system" not in {n.metadata.name for n in core.list_namespace().items}
+        finally:
+            remove_stack(stack)
