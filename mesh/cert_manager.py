@@ -26,6 +26,8 @@ class IssuedIntermediate:
     """The signing root's key (a secret Output)."""
     certificate: dict
     """The intermediate's Certificate (`plan.cert_manager.intermediate_certificate_manifest`)."""
+    hands_over: bool = False
+    """The program's own `cacerts` (backend pulumi-tls until now) is handed over, not deleted."""
 
 
 @dataclass(frozen=True)

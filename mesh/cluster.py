@@ -60,7 +60,10 @@ class MeshCluster(pulumi.ComponentResource):
         if plan.issued_intermediate is not None:
             # cert-manager issues and renews the intermediate on the cluster, from the signing root.
             cacerts = IssuedIntermediate(
-                roots.signing.certificate_pem, roots.signing.private_key_pem, plan.issued_intermediate
+                roots.signing.certificate_pem,
+                roots.signing.private_key_pem,
+                plan.issued_intermediate,
+                plan.hands_over_cacerts,
             )
         else:
             # One intermediate per signing root: a root rotation's `sign` phase makes a new one (new

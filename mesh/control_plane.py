@@ -14,6 +14,7 @@ import pulumi
 
 from . import kube
 from .cert_manager import CertManagerIntermediate, CertManagerIntermediateArgs, IssuedIntermediate
+from .plan.cert_manager import handed_over_cacerts_manifest
 from .plan.control_plane import cacerts_manifest
 
 
@@ -45,6 +46,17 @@ class ControlPlane(pulumi.ComponentResource):
             self.cacerts = CertManagerIntermediate(
                 name, CertManagerIntermediateArgs(args.cacerts, self.namespace, args.ready_timeout_seconds), child
             ).certificate
+            if args.cacerts.hands_over:
+                # The program's own `cacerts` (same resource), once cert-manager has written its
+                # keys: applied without data, the four files go and the Secret stays; the next
+                # `up` drops the resource and keeps the Secret. Deleted instead, it would be
+                # missing until cert-manager wrote it anew: an istiod starting then would sign
+                # with a root of its own.
+                kube.create(
+                    name,
+                    handed_over_cacerts_manifest(),
+                    pulumi.ResourceOptions(parent=self, depends_on=[self.cacerts], retain_on_delete=True),
+                )
         else:
             self.cacerts = kube.create(
                 name,

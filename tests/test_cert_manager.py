@@ -87,3 +87,30 @@ def test_what_cert_manager_cannot_do_is_refused_naming_the_key(east_west, certif
     with pytest.raises(ConfigError) as refused:
         config.parse(cert_manager(east_west, **certificates))
     assert key in str(refused.value) and words in str(refused.value)
+
+
+def test_a_switch_to_cert_manager_is_planned_and_back_is_refused_before_anything(east_west):
+    # From pulumi-tls (and from a stack made before the output existed): planned.
+    for previous in ({"certificateBackend": "pulumi-tls"}, {}):
+        _, registrations, _ = build(cert_manager(east_west), previous_outputs=previous)
+        assert by_kind(registrations, "Certificate", "cacerts")
+    with pytest.raises(Exception) as refused:
+        build(east_west, previous_outputs={"certificateBackend": "cert-manager"})
+    assert "config mesh:certificates.backend: 'pulumi-tls' cannot follow 'cert-manager'" in str(refused.value)
+    assert "accepted: backend 'cert-manager'" in str(refused.value)
+
+
+def test_a_switch_hands_the_programs_cacerts_over_once_cert_manager_wrote_it(east_west):
+    renewal = {name: {"generation": 0, "validUntil": "2036-01-01T00:00:00Z"} for name in ("east", "west")}
+    previous = {"certificateBackend": "pulumi-tls", "intermediateRenewal": renewal}
+    cfg, registrations, _ = build(cert_manager(east_west), previous_outputs=previous)
+    for cluster in cfg.clusters:
+        mine = on_cluster(registrations, cluster.name)
+        (handed,) = by_kind(mine, "Secret", "cacerts", "istio-system")
+        (certificate,) = by_kind(mine, "Certificate", "cacerts", "istio-system")
+        # Same type as before (a new one would replace, i.e. delete, the Secret), no data of ours.
+        assert handed.inputs["type"] == "Opaque" and handed.inputs.get("stringData") is None
+        assert certificate.urn in handed.dependencies
+    # Once handed over, the next `up` registers it no more.
+    _, registrations, _ = build(cert_manager(east_west), previous_outputs={"certificateBackend": "cert-manager"})
+    assert by_kind(registrations, "Secret", "cacerts") == []

@@ -16,9 +16,9 @@ Secret (`mesh-root-ca`) on every cluster, readable by whoever can read Secrets i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
-from ..config import CertificateConfig
+from ..config import CertificateConfig, ConfigError
 from .names import ISTIO_NAMESPACE
 from .pki import INTERMEDIATE_COMMON_NAME, ISTIOD_SAN, ORGANIZATION
 
@@ -87,4 +87,41 @@ def intermediate_certificate_manifest(cluster_name: str, certificates: Certifica
             "annotations": {"pulumi.com/waitFor": "condition=Ready"},
         },
         "spec": spec,
+    }
+
+
+def check_switch(previous_backend: Optional[str], backend: str) -> None:
+    """A change of `certificates.backend` that is built: pulumi-tls to cert-manager (the program's
+    `cacerts` goes at the end of that `up` and cert-manager writes it anew, under the same root).
+    Back from cert-manager is refused before anything changes: its Secret's tls.crt/tls.key/
+    ca.crt win over Istio's four files in istiod and stay when the Certificate goes, and while
+    the Certificate exists cert-manager rewrites them, so istiod would keep an intermediate that
+    nobody renews. `previous_backend` is the stack's last `certificateBackend` output."""
+    if previous_backend == "cert-manager" and backend != "cert-manager":
+        raise ConfigError(
+            f"config mesh:certificates.backend: {backend!r} cannot follow 'cert-manager' on this stack: "
+            "cert-manager's tls.crt/tls.key/ca.crt in each cacerts win over Istio's four files in istiod and stay "
+            "when the Certificate is deleted, so istiod would keep an intermediate nobody renews; switching back "
+            "is not built yet; accepted: backend 'cert-manager'"
+        )
+
+
+def hands_over(previous_backend: Optional[str], had_intermediates: bool, backend: str) -> bool:
+    """This `up` switches an existing mesh from pulumi-tls to cert-manager (`previous_backend`
+    unset on stacks older than the output: they had intermediates of pulumi-tls). The
+    program's `cacerts` is then kept, not deleted: deleted, it would be missing until cert-manager
+    wrote it anew, and an istiod starting in that moment would sign with a root of its own."""
+    was_tls = previous_backend == "pulumi-tls" or (previous_backend is None and had_intermediates)
+    return backend == "cert-manager" and was_tls
+
+
+def handed_over_cacerts_manifest() -> dict[str, Any]:
+    """The program's `cacerts` as it hands it over: no data of ours (applied so, the four files go,
+    cert-manager's keys stay), its type kept (a Secret's type cannot change: a new one would
+    replace the Secret, deleting it first)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "cacerts", "namespace": ISTIO_NAMESPACE},
+        "type": "Opaque",
     }

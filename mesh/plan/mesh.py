@@ -8,12 +8,13 @@ and either returns the plan or raises a ConfigError, so a refused `up` makes not
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from ..config import ClusterConfig, MeshConfig
-from .cert_manager import intermediate_certificate_manifest
+from .cert_manager import check_switch, hands_over, intermediate_certificate_manifest
 from .control_plane import istio_cni_manifest, istio_manifest, istio_system_manifest, namespace_manifest
 from .gateway import cross_network_gateway_manifest, eastwest_gateway_manifests, source_ranges
 from .names import CNI_NAMESPACE
@@ -24,7 +25,7 @@ from .roots import RootPlan, next_root_state, previous_root_state, root_settings
 from .samples import sample_manifests
 
 # The stack outputs a plan reads back from the last update.
-LAST_OUTPUTS = ("rootCertificateAuthority", "rootSettings", "intermediateRenewal")
+LAST_OUTPUTS = ("rootCertificateAuthority", "rootSettings", "intermediateRenewal", "certificateBackend")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class ClusterPlan:
     samples: Optional[list[dict[str, Any]]]
     issued_intermediate: Optional[dict[str, Any]]
     """The Certificate cert-manager issues `cacerts` from (backend cert-manager), else None."""
+    hands_over_cacerts: bool = False
+    """This `up` switches the cluster from pulumi-tls to cert-manager (`cert_manager.hands_over`)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ def plan_mesh(config: MeshConfig, last_outputs: Mapping[str, Any], now: datetime
     changed root setting. `last_outputs` holds the stack's LAST_OUTPUTS (absent on a new stack)."""
     sources = {c.name: source_ranges(config, c) for c in config.clusters}
     certificates = config.certificates
+    check_switch(last_outputs.get("certificateBackend"), certificates.backend)
     roots = RootPlan.of(certificates)
     previous = previous_root_state(last_outputs.get("rootCertificateAuthority"), last_outputs.get("rootSettings"))
     root_state = next_root_state(
@@ -85,8 +89,12 @@ def plan_mesh(config: MeshConfig, last_outputs: Mapping[str, Any], now: datetime
     )
     renewal = last_outputs.get("intermediateRenewal") or {}
     early = certificates.intermediate_early_renewal_hours
+    handing_over = hands_over(last_outputs.get("certificateBackend"), bool(renewal), certificates.backend)
     clusters = tuple(
-        _cluster(config, c, sources[c.name], renewal_generation(renewal.get(c.name), early, now))
+        dataclasses.replace(
+            _cluster(config, c, sources[c.name], renewal_generation(renewal.get(c.name), early, now)),
+            hands_over_cacerts=handing_over and c.name in renewal,
+        )
         for c in config.clusters
     )
     pairs = tuple((source.name, holder.name) for source, holder in remote_secret_pairs(config.clusters))

@@ -25,6 +25,8 @@ from .conftest import (
     deploy,
     openssl,
     plugged_in_ca,
+    refused_up,
+    update,
     wait_for,
 )
 
@@ -138,3 +140,38 @@ def test_without_cert_manager_up_is_refused_before_anything_is_made(tmp_path):
                 assert "istio-system" not in {n.metadata.name for n in core.list_namespace().items}
         finally:
             remove_stack(stack)
+
+
+@pytest.fixture(scope="module")
+def tls_mesh(tmp_path_factory):
+    """A mesh made with the default backend (pulumi-tls), to switch."""
+    yield from deploy("switch", CLUSTERS, tmp_path_factory)
+
+
+def test_an_existing_mesh_switches_to_cert_manager_under_the_same_root(tls_mesh, tmp_path):
+    root = tls_mesh.outputs["rootCertificate"]
+    assert_istiods_sign_for_the_whole_mesh(tls_mesh, CLUSTERS, tmp_path)
+    uids = {cluster: cacerts(tls_mesh, cluster)["uid"] for cluster in CLUSTERS}
+    update(tls_mesh, certificates=CERTIFICATES)
+    assert tls_mesh.outputs["rootCertificate"] == root
+    for cluster in CLUSTERS:
+        files = cacerts(tls_mesh, cluster)
+        # The same Secret, never deleted (no moment without a plugged-in CA): cert-manager's keys
+        # under the same root, the program's four files gone.
+        assert files["uid"] == uids[cluster]
+        assert sorted(files) == ["ca.crt", "tls.crt", "tls.key", "uid"]
+        assert files["ca.crt"].strip() == root.strip()
+    assert_istiods_sign_for_the_whole_mesh(tls_mesh, CLUSTERS, tmp_path)
+    # The next `up` forgets the handed-over Secret resource and keeps the Secret.
+    assert changes(tls_mesh.stack.preview(color="never")) == {"delete": len(CLUSTERS)}
+    update(tls_mesh)
+    assert {cluster: cacerts(tls_mesh, cluster)["uid"] for cluster in CLUSTERS} == uids
+    assert changes(tls_mesh.stack.preview(color="never")) == {}
+
+
+def test_back_to_pulumi_tls_is_refused_and_changes_nothing(tls_mesh):
+    before = {cluster: cacerts(tls_mesh, cluster) for cluster in CLUSTERS}
+    message = refused_up(tls_mesh, dict(tls_mesh.config, certificates={}))
+    assert "'pulumi-tls' cannot follow 'cert-manager'" in " ".join(message.split())
+    assert {cluster: cacerts(tls_mesh, cluster) for cluster in CLUSTERS} == before
+    assert changes(tls_mesh.stack.preview(color="never")) == {}
