@@ -14,7 +14,6 @@ import pulumi
 
 from . import kube
 from .cert_manager import CertManagerIntermediate, CertManagerIntermediateArgs, IssuedIntermediate
-from .plan.cert_manager import handed_over_cacerts_manifest
 from .plan.control_plane import cacerts_manifest
 
 
@@ -47,14 +46,14 @@ class ControlPlane(pulumi.ComponentResource):
                 name, CertManagerIntermediateArgs(args.cacerts, self.namespace, args.ready_timeout_seconds), child
             ).certificate
             if args.cacerts.hands_over:
-                # The program's own `cacerts` (same resource), once cert-manager has written its
-                # keys: applied without data, the four files go and the Secret stays; the next
-                # `up` drops the resource and keeps the Secret. Deleted instead, it would be
-                # missing until cert-manager wrote it anew: an istiod starting then would sign
-                # with a root of its own.
+                # The program's own `cacerts` (the same resource, its type kept: a new type would
+                # replace the Secret), once cert-manager has written its keys: applied without
+                # data, the four files go and the Secret stays; the next `up` drops the resource
+                # and keeps the Secret. Deleted instead, it would be missing until cert-manager
+                # wrote it anew: an istiod starting then would sign with a root of its own.
                 kube.create(
                     name,
-                    handed_over_cacerts_manifest(),
+                    cacerts_manifest(),
                     pulumi.ResourceOptions(parent=self, depends_on=[self.cacerts], retain_on_delete=True),
                 )
         else:

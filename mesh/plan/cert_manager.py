@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ..config import CertificateConfig, ConfigError
+from .control_plane import cacerts_manifest
 from .names import ISTIO_NAMESPACE
 from .pki import INTERMEDIATE_COMMON_NAME, ISTIOD_SAN, ORGANIZATION
 
@@ -30,6 +31,7 @@ ISSUER = "mesh-root-ca"
 # cert-manager's names of the intermediate's key usages (pki.CA_USES in pulumi-tls' words).
 USAGES = ("digital signature", "content commitment", "key encipherment", "cert sign")
 KEY_SIZES = {"P256": 256, "P384": 384, "P521": 521}
+CACERTS = cacerts_manifest()["metadata"]["name"]
 
 
 def root_secret_manifest() -> dict[str, Any]:
@@ -66,7 +68,7 @@ def private_key(certificates: CertificateConfig) -> dict[str, Any]:
 def intermediate_certificate_manifest(cluster_name: str, certificates: CertificateConfig) -> dict[str, Any]:
     """The Certificate whose Secret is `cacerts`; `up` waits until it is Ready (issued)."""
     spec: dict[str, Any] = {
-        "secretName": "cacerts",
+        "secretName": CACERTS,
         "isCA": True,
         "commonName": INTERMEDIATE_COMMON_NAME,
         "subject": {"organizations": [ORGANIZATION], "localities": [cluster_name]},
@@ -82,7 +84,7 @@ def intermediate_certificate_manifest(cluster_name: str, certificates: Certifica
         "apiVersion": API_VERSION,
         "kind": "Certificate",
         "metadata": {
-            "name": "cacerts",
+            "name": CACERTS,
             "namespace": ISTIO_NAMESPACE,
             "annotations": {"pulumi.com/waitFor": "condition=Ready"},
         },
@@ -113,15 +115,3 @@ def hands_over(previous_backend: Optional[str], had_intermediates: bool, backend
     wrote it anew, and an istiod starting in that moment would sign with a root of its own."""
     was_tls = previous_backend == "pulumi-tls" or (previous_backend is None and had_intermediates)
     return backend == "cert-manager" and was_tls
-
-
-def handed_over_cacerts_manifest() -> dict[str, Any]:
-    """The program's `cacerts` as it hands it over: no data of ours (applied so, the four files go,
-    cert-manager's keys stay), its type kept (a Secret's type cannot change: a new one would
-    replace the Secret, deleting it first)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "cacerts", "namespace": ISTIO_NAMESPACE},
-        "type": "Opaque",
-    }
