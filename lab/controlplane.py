@@ -27,6 +27,8 @@ CERT_MANAGER_CONTROLLER = CERT_MANAGER[0]
 # cert-manager watches only istio-system, where the mesh's `cacerts` and their Issuers live
 # (ClusterIssuers are then off, as upstream does when scoped to a namespace).
 CERT_MANAGER_NAMESPACE = "istio-system"
+# What talks to or is the API server: stopped to make a cluster unreachable, and before etcd.
+ABOVE_ETCD = (CERT_MANAGER_CONTROLLER, "kube-controller-manager", "kube-apiserver")
 
 KCM_CONTROLLERS = ",".join(
     (

@@ -22,7 +22,7 @@ from threading import Lock
 import yaml
 
 from . import crds, pod_state, procs
-from .controlplane import CERT_MANAGER_CONTROLLER, ControlPlane
+from .controlplane import ABOVE_ETCD, CERT_MANAGER_CONTROLLER, ControlPlane
 from .toolchain import REPO, cert_manager_binaries, cert_manager_crds, istio_binaries, kubernetes_binaries
 from .kubeapi import ApiError
 
@@ -141,7 +141,7 @@ class Lab:
     def stop_cluster(self, name: str) -> None:
         """Make one cluster unreachable: its apiserver (and controller manager, and cert-manager)
         stop, etcd keeps running with the cluster's state."""
-        self._planes[name].stop((CERT_MANAGER_CONTROLLER, "kube-controller-manager", "kube-apiserver"))
+        self._planes[name].stop(ABOVE_ETCD)
         self._save()
 
     def start_cluster(self, name: str) -> None:
@@ -262,7 +262,7 @@ class Lab:
         procs.stop(
             [s["pid"] for d in pod_state.pod_dirs(self.dir) if (s := pod_state.read_state(d)).get("pid")], marker
         )
-        for components in ((CERT_MANAGER_CONTROLLER, "kube-controller-manager", "kube-apiserver"), ("etcd",)):
+        for components in (ABOVE_ETCD, ("etcd",)):
             procs.stop([p.pids[c] for p in self._planes.values() for c in components if c in p.pids], marker)
             for p in self._planes.values():
                 for c in components:

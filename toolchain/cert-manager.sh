@@ -19,6 +19,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=versions.sh
 source "$HERE/versions.sh" CERT_MANAGER_VERSION
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$HERE/lib.sh"
 
 MODULE=github.com/cert-manager/cert-manager
 CACHE=${MESH_TOOLCHAIN_CACHE:-$HOME/.cache/mesh-toolchain}
@@ -31,10 +33,6 @@ log() { echo "cert-manager.sh: $*" >&2; }
 write_src() { # write_src DIR: toolchain/go/cert-manager, its go.mod requiring the pinned module
   cp -r "$HERE/go/cert-manager/." "$1/"
   (cd "$1" && go mod edit -require="$MODULE@v$CERT_MANAGER_VERSION")
-}
-
-source_hash() {
-  (cd "$HERE/go" && find cert-manager -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -d' ' -f1
 }
 
 build() {
@@ -50,7 +48,7 @@ build() {
   module_dir=$(go mod download -json "$MODULE@v$CERT_MANAGER_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",\?$/\1/p')
   [[ -d $module_dir/deploy/crds ]] || { log "no deploy/crds in $MODULE@v$CERT_MANAGER_VERSION"; exit 1; }
   cp "$module_dir"/deploy/crds/*.yaml "$stage/crds/" && chmod -R u+w "$stage/crds"
-  source_hash >"$stage/.complete"
+  go_source_hash cert-manager >"$stage/.complete"
   rm -rf "$HOME_DIR" && mv "$stage" "$HOME_DIR"
   log "built in $((SECONDS - started)) s"
 }
@@ -64,6 +62,15 @@ esac
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.cert-manager.lock"
 flock 9   # one builder at a time; a second caller waits and then finds the cache filled
-[[ "$(cat "$HOME_DIR/.complete" 2>/dev/null)" == "$(source_hash)" ]] || (build)
+# cert-manager ships its controller only as a container image: always built.
+piece="cert-manager controller v$CERT_MANAGER_VERSION"
+how="built from Go modules ($MODULE@v$CERT_MANAGER_VERSION, our main in toolchain/go/cert-manager)"
+if [[ "$(cat "$HOME_DIR/.complete" 2>/dev/null)" == "$(go_source_hash cert-manager)" ]]; then
+  report "$piece" "$how (cached)"
+else
+  need_go "$piece"
+  (build)
+  report "$piece" "$how"
+fi
 flock -u 9
 if [[ ${1:-} == --crds ]]; then echo "$HOME_DIR/crds"; else echo "$HOME_DIR/bin"; fi

@@ -15,6 +15,9 @@
 #   need_go PIECE...            find Go and put it on PATH, or stop naming the PIECEs to build
 #   would_build PIECE WHY       with --no-build: say what would be built, build nothing
 #   origin_of DIR               how the binaries in DIR were got (its .origin, kept by write_origin)
+#   go_source_hash DIR...       one hash of our Go under toolchain/go/DIR...: a piece built from it
+#                               keeps it, and is rebuilt when it changes (a warm cache never hides
+#                               an edit although the piece's version, its folder's name, is the same)
 
 # A piece already in the cache is reported only where that is asked for (install.sh, so setup.sh
 # says how every piece was got): the lab runs these scripts on every start, and a person reading
@@ -110,3 +113,8 @@ write_origin() { echo "$2" >"$1/.origin"; }
 
 # Folders from before origins were recorded were built: building was then the only path.
 origin_of() { cat "$1/.origin" 2>/dev/null || echo "built from Go modules"; }
+
+go_source_hash() {
+  (cd "$(dirname "${BASH_SOURCE[0]}")/go" && find "$@" -type f -print0 | sort -z | xargs -0 sha256sum) \
+    | sha256sum | cut -d' ' -f1
+}

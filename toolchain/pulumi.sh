@@ -155,7 +155,7 @@ drop_build_dir() { local d="$BUILD_ROOT/$1"; [[ -d "$d" ]] && { chmod -R u+w "$d
 source_stamp() { # source_stamp langhost|tls|random
   local dirs=("$1")
   [[ $1 == langhost ]] || dirs+=(bridged)
-  (cd "$HERE/go" && find "${dirs[@]}" -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -d' ' -f1
+  go_source_hash "${dirs[@]}"
 }
 current() { # current BINARY PIECE: BINARY exists and was built from toolchain/go/ as it is now
   [[ -x "$1" && "$(cat "$(dirname "$1")/.source-$2" 2>/dev/null)" == "$(source_stamp "$2")" ]]
