@@ -64,6 +64,11 @@ class _Form:
     chain: Optional[str]  # Istio's `cert-chain.pem`; None when the chain follows the cert in `cert`
     label: str  # named after a passing verdict
 
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Every key istiod needs in this form."""
+        return (self.cert, self.key, self.roots) + ((self.chain,) if self.chain else ())
+
 
 # Istio's own four files, as this program writes them.
 ISTIO_FORM = _Form("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem", "")
@@ -71,7 +76,6 @@ ISTIO_FORM = _Form("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem
 # may follow it), `tls.key` its key, `ca.crt` the issuer's top certificate. istiod (1.14.2 on)
 # reads it, with `tls.crt` + `ca.crt` as its chain, whenever `tls.crt` is in its CA directory.
 TLS_FORM = _Form("tls.crt", "tls.key", "ca.crt", None, "tls.crt/ca.crt form")
-TLS_KEYS = (TLS_FORM.cert, TLS_FORM.key, TLS_FORM.roots)
 
 
 def _form(data: Mapping[str, bytes]) -> _Form:
@@ -155,8 +159,7 @@ def _cacerts_problems(data: Mapping[str, bytes], now: datetime) -> tuple[list[st
     """Everything wrong inside one cluster's bundle, in the form istiod reads, and its roots
     when they are readable."""
     form = _form(data)
-    keys = TLS_KEYS if form is TLS_FORM else CACERTS_KEYS
-    missing = [key for key in keys if not data.get(key)]
+    missing = [key for key in form.keys if not data.get(key)]
     if missing:
         because = " (tls.crt is there, so istiod reads tls.crt, tls.key and ca.crt)" if form is TLS_FORM else ""
         return [f"missing {', '.join(missing)}: istiod fails on a partial bundle{because}"], None
@@ -207,7 +210,8 @@ def check_cacerts(
     `bundles` maps cluster name to the secret's decoded data (None when there is no secret).
     Each bundle is read in the form istiod reads (`_form`). A cluster's intermediate must chain
     to a root that every other cluster's trusted roots (`root-cert.pem`, or `ca.crt`) hold, else
-    their workloads reject each other's mTLS; this holds at every phase of a root rotation. `mesh_roots` (the stack output `rootCertificate`) are the roots the mesh should
+    their workloads reject each other's mTLS; this holds at every phase of a root rotation.
+    `mesh_roots` (the stack output `rootCertificate`) are the roots the mesh should
     trust; when given, each cluster must trust exactly those.
     """
     now = now or datetime.now(timezone.utc)
