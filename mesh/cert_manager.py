@@ -1,31 +1,32 @@
-"""One cluster's intermediate CA issued by cert-manager: the root's Secret, the CA Issuer and
-the Certificate whose Secret is `cacerts`, as resources (planned in `mesh/plan/cert_manager.py`).
+"""One cluster's intermediate CA issued by cert-manager: the issuer's Secret and objects, the
+Issuer and the Certificate whose Secret is `cacerts`, as resources (planned in
+`mesh/plan/cert_manager.py`, the Vault issuer's in `mesh/plan/vault.py`).
 
 cert-manager, not the program, owns `cacerts` in this mode: it writes and renews the Secret, and
-`up` only waits for the Certificate to be Ready. The root stays the stack's own (pulumi-tls,
-protected); its key is handed to the cluster in a secret Output.
+`up` only waits for the Certificate to be Ready. With the CA issuer the root stays the stack's
+own (pulumi-tls, protected) and its key is handed to the cluster in a secret Output; with Vault
+the root stays in Vault and the program hands over at most the Vault token (a secret Output).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import pulumi
 
 from . import kube
-from .plan.cert_manager import issuer_manifest, root_secret_manifest
+from .plan.cert_manager import Issuance
 
 
 @dataclass(frozen=True)
 class IssuedIntermediate:
     """What cert-manager issues a cluster's intermediate from."""
 
-    root_certificate_pem: pulumi.Input[str]
-    root_private_key_pem: pulumi.Input[str]
-    """The signing root's key (a secret Output)."""
-    certificate: dict
-    """The intermediate's Certificate (`plan.cert_manager.intermediate_certificate_manifest`)."""
+    issuance: Issuance
+    secret_data: Optional[pulumi.Input[dict[str, Any]]]
+    """The issuer's Secret's data (`issuance.holds`: the root's certificate and key, or the Vault
+    token), a secret Output; None when the issuer has no Secret."""
     hands_over: bool = False
     """The program's own `cacerts` (backend pulumi-tls until now) is handed over, not deleted."""
 
@@ -39,31 +40,26 @@ class CertManagerIntermediateArgs:
 
 
 class CertManagerIntermediate(pulumi.ComponentResource):
-    """Root Secret, Issuer and Certificate on one cluster; `certificate` turns Ready once
-    cert-manager has written `cacerts`."""
+    """The issuer and the Certificate on one cluster; `certificate` turns Ready once cert-manager
+    has written `cacerts`."""
 
     certificate: pulumi.CustomResource
 
     def __init__(self, name: str, args: CertManagerIntermediateArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("istio-mesh:pki:CertManagerIntermediate", name, None, opts)
-        issued = args.issued
+        issuance = args.issued.issuance
         ready = pulumi.CustomTimeouts(create=f"{args.ready_timeout_seconds}s", update=f"{args.ready_timeout_seconds}s")
-        root = kube.create(
-            name,
-            root_secret_manifest(),
-            pulumi.ResourceOptions(parent=self, depends_on=[args.namespace]),
-            overrides={
-                "stringData": pulumi.Output.secret(
-                    pulumi.Output.all(issued.root_certificate_pem, issued.root_private_key_pem).apply(
-                        lambda pems: {"tls.crt": pems[0], "tls.key": pems[1]}
-                    )
-                )
-            },
-        )
-        issuer = kube.create(
-            name, issuer_manifest(), pulumi.ResourceOptions(parent=self, depends_on=[root], custom_timeouts=ready)
-        )
-        self.certificate = kube.create(
-            name, issued.certificate, pulumi.ResourceOptions(parent=self, depends_on=[issuer], custom_timeouts=ready)
-        )
+        needed: list[pulumi.Resource] = [args.namespace]
+        if issuance.secret is not None:
+            data = pulumi.Output.secret(args.issued.secret_data)
+            needed = [kube.create(name, issuance.secret, self._after(needed), overrides={"stringData": data})]
+        for manifest in issuance.objects:
+            needed = [*needed, kube.create(name, manifest, self._after([args.namespace]))]
+        issuer = kube.create(name, issuance.issuer, self._after(needed, ready))
+        self.certificate = kube.create(name, issuance.certificate, self._after([issuer], ready))
         self.register_outputs({})
+
+    def _after(
+        self, needed: list[pulumi.Resource], timeouts: Optional[pulumi.CustomTimeouts] = None
+    ) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, depends_on=needed, custom_timeouts=timeouts)

@@ -17,6 +17,7 @@ from .control_plane import ControlPlane, ControlPlaneArgs
 from .gateway import EastWestGateway, EastWestGatewayArgs
 from .plan.mesh import ClusterPlan
 from .plan.roots import generation_name
+from .plan.vault import TOKEN_KEY
 from .reader import RemoteReader, RemoteReaderArgs
 from .samples import SampleApps, SampleAppsArgs
 
@@ -39,13 +40,29 @@ def cluster_provider(cluster: ClusterConfig, opts: pulumi.ResourceOptions) -> k8
     )
 
 
+def _issuer_secret_data(
+    holds: Optional[str], roots: Optional[MeshRoots], vault_token: Optional[str]
+) -> Optional[pulumi.Output[dict]]:
+    """The data of cert-manager's issuer Secret: what `Issuance.holds`."""
+    if holds == "root" and roots is not None:
+        return pulumi.Output.all(roots.signing.certificate_pem, roots.signing.private_key_pem).apply(
+            lambda pems: {"tls.crt": pems[0], "tls.key": pems[1]}
+        )
+    if holds == "vault-token" and vault_token is not None:
+        return pulumi.Output.secret({TOKEN_KEY: vault_token})
+    return None
+
+
 @dataclass(frozen=True)
 class ClusterArgs:
     plan: ClusterPlan
-    roots: MeshRoots
+    roots: Optional[MeshRoots]
+    """The stack's roots; None when the root is Vault's."""
     intermediate_validity_hours: int
     ready_timeout_seconds: int
     reader_token_rotation: str
+    vault_token: Optional[str] = None
+    """The Vault token cert-manager signs with (`certificates.vault.token`), kept secret."""
 
 
 class MeshCluster(pulumi.ComponentResource):
@@ -57,15 +74,15 @@ class MeshCluster(pulumi.ComponentResource):
         self.config = plan.config
         child = pulumi.ResourceOptions(parent=self)
         self.ca: Optional[IntermediateCertificateAuthority] = None
-        if plan.issued_intermediate is not None:
-            # cert-manager issues and renews the intermediate on the cluster, from the signing root.
+        issuance = plan.issued_intermediate
+        if issuance is not None:
+            # cert-manager issues and renews the intermediate on the cluster: from the stack's
+            # signing root (CA issuer), or in Vault (the token, if it logs in with one).
             cacerts = IssuedIntermediate(
-                roots.signing.certificate_pem,
-                roots.signing.private_key_pem,
-                plan.issued_intermediate,
-                plan.hands_over_cacerts,
+                issuance, _issuer_secret_data(issuance.holds, roots, args.vault_token), plan.hands_over_cacerts
             )
         else:
+            assert roots is not None  # planned: only a Vault issuer leaves the stack without roots
             # One intermediate per signing root: a root rotation's `sign` phase makes a new one (new
             # key) under the new root, and the one under the old root goes.
             self.ca = IntermediateCertificateAuthority(

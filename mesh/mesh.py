@@ -31,7 +31,10 @@ class Mesh(pulumi.ComponentResource):
         super().__init__("istio-mesh:mesh:Mesh", name, None, opts)
         plan = args.plan
         config = self.config = plan.config
-        self.roots = MeshRoots(f"{name}-root-ca", plan.roots, plan.root_state, pulumi.ResourceOptions(parent=self))
+        # The stack's roots, unless the root is Vault's (then only its pinned certificate is here).
+        self.roots: Optional[MeshRoots] = None
+        if plan.roots is not None and plan.root_state is not None:
+            self.roots = MeshRoots(f"{name}-root-ca", plan.roots, plan.root_state, pulumi.ResourceOptions(parent=self))
         self.clusters: dict[str, MeshCluster] = {}
         for cluster in plan.clusters:
             provider = cluster_provider(cluster.config, pulumi.ResourceOptions(parent=self))
@@ -43,6 +46,7 @@ class Mesh(pulumi.ComponentResource):
                     config.certificates.intermediate_validity_hours,
                     config.ready_timeout_seconds,
                     config.reader_token_rotation,
+                    config.certificates.vault.token,
                 ),
                 pulumi.ResourceOptions(parent=self, providers=[provider]),
             )
@@ -78,13 +82,15 @@ class Mesh(pulumi.ComponentResource):
 
     def outputs(self) -> dict[str, Any]:
         """Stack outputs for other infrastructure; nothing secret in plain form."""
+        certificates = self.config.certificates
         return {
             "meshId": self.config.mesh_id,
             # Every root the mesh trusts: one, or two during a root rotation (old first).
-            "rootCertificate": self.roots.trust_bundle,
-            "rootCertificateAuthority": self.roots.state,
+            "rootCertificate": self.roots.trust_bundle if self.roots else certificates.vault.root_certificate,
+            **({"rootCertificateAuthority": self.roots.state} if self.roots else {}),
             # Who issues the intermediates; with cert-manager there is no renewal of ours to record.
-            "certificateBackend": self.config.certificates.backend,
+            "certificateBackend": certificates.backend,
+            **({"certificateIssuer": certificates.issuer} if certificates.backend == "cert-manager" else {}),
             "intermediateRenewal": {
                 name: cluster.ca.renewal for name, cluster in self.clusters.items() if cluster.ca is not None
             },

@@ -35,6 +35,7 @@ def checked_plan() -> MeshPlan:
         unreachable_servers = {c.name: unreachable(c.admin_server) for c in settings.clusters if c.admin_server}
         warn_about_addresses(settings, unreachable_servers)
         check_prerequisites(settings, unreachable_servers)
+        check_vault_mount(settings)
         warn_about_checkpoints(os.environ.get("PULUMI_SKIP_CHECKPOINTS", ""), pulumi.runtime.is_dry_run())
         return plan_mesh(settings, own_last_outputs(), datetime.datetime.now(datetime.timezone.utc))
     except config.ConfigError as error:
@@ -164,3 +165,43 @@ def check_prerequisites(settings: config.MeshConfig, unreachable_servers: dict[s
             + "; ".join(problems)
             + ". Install cert-manager there first (as the Sail operator), or set certificates.backend: pulumi-tls"
         )
+
+
+def check_vault_mount(settings: config.MeshConfig, timeout: float = 10.0) -> None:
+    """With `certificates.issuer: vault`, read the mount's chain (Vault's unauthenticated
+    `<mount>/ca_chain`) and refuse, before anything changes, a chain that does not end at the
+    pinned root (`plan.vault.check_chain`). Vault out of this machine's reach is said, not
+    refused: cert-manager on the clusters may reach what the machine running `up` cannot."""
+    certificates = settings.certificates
+    if certificates.issuer != "vault":
+        return
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    from .plan.vault import chain_url, check_chain
+
+    vault, url = certificates.vault, chain_url(certificates.vault)
+    context = ssl.create_default_context(cadata=vault.ca_bundle) if vault.ca_bundle else ssl.create_default_context()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as answer:
+            chain = answer.read().decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        raise config.ConfigError(
+            f"config mesh:certificates.vault.path: {vault.path!r}: Vault answered {error.code} {error.reason} to "
+            f"{url}; expected the path of an existing PKI mount's sign-intermediate endpoint"
+        ) from None
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "reason", None) or error
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise config.ConfigError(
+                f"config mesh:certificates.vault.caBundle: Vault's serving certificate at {vault.server} does not "
+                f"verify against {'it' if vault.ca_bundle else 'the system CAs (caBundle unset)'} ({reason.verify_message}); "
+                "expected the PEM of the CA that signed it: cert-manager on each cluster would refuse it the same way"
+            ) from None
+        pulumi.log.warn(
+            f"Vault at {vault.server} is unreachable from here ({reason}): the mount's chain is not checked against "
+            "certificates.vault.rootCertificate; cert-manager on each cluster must reach it to issue the intermediates"
+        )
+        return
+    check_chain(vault, chain)

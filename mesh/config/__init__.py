@@ -10,7 +10,7 @@ a stack file. Everything else works from the frozen model and never reads config
 """
 
 from .errors import NAMESPACE, ConfigError, shown
-from .model import CertificateConfig, ClusterConfig, MeshConfig
+from .model import CertificateConfig, ClusterConfig, MeshConfig, VaultConfig
 from .parse import mesh_keys, parse, refuse_misplaced
 from .schema import (
     ECDSA_CURVES,
@@ -29,6 +29,7 @@ __all__ = [
     "CertificateConfig",
     "ClusterConfig",
     "MeshConfig",
+    "VaultConfig",
     "mesh_keys",
     "parse",
     "refuse_misplaced",

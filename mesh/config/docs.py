@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from . import kinds, rules
-from .schema import CERTIFICATES, CLUSTER, MESH, REQUIRED, ROOT, Key, ListOf, Section
+from .schema import CERTIFICATES, CLUSTER, MESH, REQUIRED, ROOT, VAULT, Key, ListOf, Section
 
 SCHEMA_ID = "https://github.com/istio-mesh/istio-mesh/schema/stack-config.schema.json"
 BEGIN, END = "<!-- config-tables: begin (python -m mesh.config) -->", "<!-- config-tables: end -->"
@@ -48,6 +48,8 @@ def readme_tables() -> str:
     """The README's configuration tables and the list of what is refused across keys."""
     lines = _table(MESH)
     lines += ["", "Certificates (`certificates.…`):", "", *_table(CERTIFICATES, "certificates.")]
+    lines += ["", "Vault (`certificates.vault.…`, with `certificates.issuer: vault`):", ""]
+    lines += _table(VAULT, "certificates.vault.")
     lines += ["", "Per cluster (`clusters[i].…`):", "", *_table(CLUSTER)]
     lines += ["", "Refused across keys, before anything is made:", ""]
     lines += [f"- {what}" for what in rules.REFUSED]

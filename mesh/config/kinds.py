@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 from urllib.parse import urlparse
 
+from cryptography import x509
+
 from ..sail_versions import ISTIO_VERSIONS
 from .errors import refused
 
@@ -21,6 +23,11 @@ _DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 _VERSION = re.compile(r"^v\d+\.\d+(\.\d+(-[0-9A-Za-z.]+)?|-latest)$")
 _DURATION = re.compile(r"^(\d+)(s|m|h)$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+_HTTPS_URL = r"^https://(\[[0-9a-fA-F:.]+\]|[^/?#@:\[\]]+)(:[0-9]{1,5})?(/[^?#]*)?$"
+# Vault's path that signs a CA certificate with the mount's issuer; cert-manager POSTs to /v1/<it>.
+_VAULT_SIGN_PATH = r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*/root/sign-intermediate"
+_VAULT_AUTH_PATH = r"/v1/auth(/[A-Za-z0-9_.-]+)+"
+_SERVICE_ACCOUNT = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?"
 
 
 class Refused(Exception):
@@ -121,11 +128,13 @@ def _duration(value: Any) -> int:
     return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
-def _api_server_url(value: Any) -> str:
+def _https_url(value: Any) -> str:
+    """An https:// URL of a server: no credentials (refused without repeating the URL), no query
+    or fragment, a numeric port."""
     parsed = urlparse(value) if isinstance(value, str) else None
     if parsed is not None and (parsed.username or parsed.password):
         # Credentials in a URL: refused, and the URL is not repeated.
-        raise Refused("an https:// URL without user or password (the remote secret carries a token)", secret=True)
+        raise Refused("an https:// URL without user or password (credentials go elsewhere)", secret=True)
     if parsed is None or parsed.scheme != "https" or not parsed.hostname:
         raise Refused()
     if parsed.query or parsed.fragment:
@@ -134,6 +143,53 @@ def _api_server_url(value: Any) -> str:
         parsed.port  # noqa: B018 - raises on a malformed port
     except ValueError:
         raise Refused("an https:// URL with a numeric port") from None
+    return value
+
+
+def _pem_certificates(value: Any) -> tuple[x509.Certificate, ...]:
+    if not isinstance(value, str) or "-----BEGIN CERTIFICATE-----" not in value:
+        raise Refused()
+    try:
+        return tuple(x509.load_pem_x509_certificates(value.encode()))
+    except ValueError:
+        raise Refused() from None
+
+
+def _ca_bundle(value: Any) -> str:
+    _pem_certificates(value)
+    return value
+
+
+def _root_certificate(value: Any) -> str:
+    certificates = _pem_certificates(value)
+    if len(certificates) != 1:
+        raise Refused(f"one certificate, the root alone ({len(certificates)} given)")
+    root = certificates[0]
+    try:
+        constraints = root.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if root.subject != root.issuer or constraints is None or not constraints.ca:
+        raise Refused(
+            "a root: a self-signed CA certificate (this one is "
+            + ("not a CA" if constraints is None or not constraints.ca else f"issued by {root.issuer.rfc4514_string()}")
+            + ")"
+        )
+    return value
+
+
+def _vault_path(pattern: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if not isinstance(value, str) or not re.fullmatch(pattern, value):
+            raise Refused()
+        return value
+
+    return convert
+
+
+def _service_account(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(_SERVICE_ACCOUNT, value):
+        raise Refused()
     return value
 
 
@@ -183,8 +239,45 @@ DURATION = Kind(
 )
 API_SERVER_URL = Kind(
     "an https:// URL of the API server, e.g. https://api.east.example.com:6443",
-    {"type": "string", "pattern": r"^https://(\[[0-9a-fA-F:.]+\]|[^/?#@:\[\]]+)(:[0-9]{1,5})?(/[^?#]*)?$"},
-    _api_server_url,
+    {"type": "string", "pattern": _HTTPS_URL},
+    _https_url,
+)
+VAULT_SERVER = Kind(
+    "an https:// URL of the Vault server, e.g. https://vault.example.com:8200",
+    {"type": "string", "pattern": _HTTPS_URL},
+    _https_url,
+)
+VAULT_SIGN_PATH = Kind(
+    "the path of a PKI mount's sign-intermediate endpoint, without /v1/, e.g. 'pki/root/sign-intermediate' "
+    "(the only Vault endpoint that signs a CA certificate; a role's pki/sign/<role> does not)",
+    {"type": "string", "pattern": f"^{_VAULT_SIGN_PATH}$"},
+    _vault_path(_VAULT_SIGN_PATH),
+)
+VAULT_AUTH_PATH = Kind(
+    "the path of a Kubernetes auth mount, e.g. '/v1/auth/kubernetes-east'",
+    {"type": "string", "pattern": f"^{_VAULT_AUTH_PATH}$"},
+    _vault_path(_VAULT_AUTH_PATH),
+)
+CA_BUNDLE = Kind(
+    "PEM certificates (-----BEGIN CERTIFICATE----- ...)",
+    {"type": "string", "pattern": "-----BEGIN CERTIFICATE-----"},
+    _ca_bundle,
+)
+ROOT_CERTIFICATE = Kind(
+    "the root's PEM certificate (-----BEGIN CERTIFICATE----- ...), self-signed",
+    {"type": "string", "pattern": "-----BEGIN CERTIFICATE-----"},
+    _root_certificate,
+)
+SERVICE_ACCOUNT = Kind(
+    "a service account as namespace/name, e.g. 'cert-manager/cert-manager'",
+    {"type": "string", "pattern": f"^{_SERVICE_ACCOUNT}$"},
+    _service_account,
+)
+SECRET_TEXT = Kind(
+    "a non-empty string (set it with `pulumi config set --secret`)",
+    {"oneOf": [{"type": "string", "minLength": 1}, _SECURE]},
+    _text,
+    secret=True,
 )
 ISTIO_VERSION = Kind(
     "an Istio version such as 'v1.28.0' or 'v1.28-latest'", {"enum": list(ISTIO_VERSIONS)}, _istio_version

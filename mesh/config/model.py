@@ -28,12 +28,38 @@ class ClusterConfig:
     helloworld_version: str
     egress_cidrs: tuple[str, ...]
     """Address ranges this cluster's traffic leaves from; the peers' gateways admit them."""
+    vault_auth_path: Optional[str]
+    """Vault's Kubernetes auth mount for this cluster (`/v1/auth/...`), with a Vault issuer that
+    logs in with `kubernetesRole`; else None."""
+
+
+@dataclass(frozen=True)
+class VaultConfig:
+    """A Vault PKI mount that signs the intermediates (`certificates.issuer: vault`); every field
+    None while the issuer is not Vault."""
+
+    server: Optional[str]
+    path: Optional[str]
+    """The mount's sign-intermediate path, without `/v1/` (`pki/root/sign-intermediate`)."""
+    ca_bundle: Optional[str]
+    """PEM of the CA(s) that signed Vault's serving certificate; None: the system's."""
+    root_certificate: Optional[str]
+    """The root at the top of the mount's chain, pinned: the mesh's one root."""
+    token: Optional[str] = field(repr=False)
+    """A Vault token allowed to update `path` (a secret; never in a repr or a message)."""
+    kubernetes_role: Optional[str]
+    """The role of each cluster's Kubernetes auth mount (`vaultAuthPath`) cert-manager logs in as."""
+    cert_manager_service_account: str
+    """namespace/name of cert-manager's controller: allowed to request the issuer's tokens."""
 
 
 @dataclass(frozen=True)
 class CertificateConfig:
     backend: str
     """Who issues the intermediates (CERTIFICATE_BACKENDS): pulumi-tls, or cert-manager."""
+    issuer: str
+    """cert-manager's issuer (CERTIFICATE_ISSUERS): a CA issuer from the stack's root, or Vault."""
+    vault: VaultConfig
     key_algorithm: str
     rsa_bits: int
     ecdsa_curve: str

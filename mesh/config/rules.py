@@ -60,6 +60,7 @@ def certificates(values: dict[str, Any], raw: dict[str, Any], path: str, index: 
     phase = values["root_rotation"]
     if values["backend"] == "cert-manager":
         _cert_manager(values, path)
+    _issuer(values, raw, path)
     if phase is not None and values["root_generation"] == 0:
         raise refused(
             key_path(path, "rootGeneration"),
@@ -86,6 +87,42 @@ def _cert_manager(values: dict[str, Any], path: str) -> None:
             f"less than intermediateValidityHours ({validity}) with backend 'cert-manager': cert-manager renews "
             "that many hours before expiry, and refuses a renewal window as long as the certificate's life "
             "(0: its default, a third of the life)",
+        )
+
+
+@refuses(
+    "`issuer: vault` without `backend: cert-manager`; `vault` keys while `issuer` is `ca`",
+    "`issuer: vault` without `vault.server`, `vault.path` or `vault.rootCertificate`, or without exactly one of "
+    "`vault.token` and `vault.kubernetesRole`",
+)
+def _issuer(values: dict[str, Any], raw: dict[str, Any], path: str) -> None:
+    issuer, vault = values["issuer"], values["vault"]
+    vault_path = key_path(path, "vault")
+    if issuer != "vault":
+        given = sorted(raw.get("vault") or {})
+        if given:
+            raise refused(
+                key_path(vault_path, given[0]),
+                raw["vault"][given[0]],
+                f"no vault keys while issuer is {issuer!r}: they would be ignored; set issuer: vault to use them",
+                secret=given[0] == "token",
+            )
+        return
+    if values["backend"] != "cert-manager":
+        raise refused(
+            key_path(path, "issuer"),
+            issuer,
+            f"'ca' (the default) while backend is {values['backend']!r}: Vault signs the intermediates through cert-manager; "
+            "set backend: cert-manager to use it",
+        )
+    for key, field in (("server", "server"), ("path", "path"), ("rootCertificate", "root_certificate")):
+        if getattr(vault, field) is None:
+            raise ConfigError(f"config {key_path(vault_path, key)}: missing; it is required with issuer: vault")
+    if (vault.token is None) == (vault.kubernetes_role is None):
+        raise ConfigError(
+            f"config {vault_path}: give exactly one of token (a Vault token cert-manager signs with) and "
+            "kubernetesRole (cert-manager logs in with each cluster's service account token at the cluster's "
+            "vaultAuthPath); " + ("both are set" if vault.token is not None else "neither is set")
         )
 
 
@@ -153,4 +190,29 @@ def mesh(values: dict[str, Any], raw: dict[str, Any], path: str, index: Optional
     ):
         _unique(clusters, attribute, key, where)
     _same_cluster_twice(clusters, where)
+    _vault_auth_paths(values["certificates"], clusters, where)
     return values
+
+
+@refuses(
+    "`vaultAuthPath` missing on a cluster, or two clusters sharing one, with `vault.kubernetesRole` (one Kubernetes "
+    "auth mount reviews the tokens of one cluster); `vaultAuthPath` without `vault.kubernetesRole`"
+)
+def _vault_auth_paths(certificates: Any, clusters: tuple, where: str) -> None:
+    role = certificates.vault.kubernetes_role if certificates.issuer == "vault" else None
+    for index, cluster in enumerate(clusters):
+        at = f"{where}[{index}].vaultAuthPath"
+        if role is None and cluster.vault_auth_path is not None:
+            raise refused(
+                at,
+                cluster.vault_auth_path,
+                "no vaultAuthPath without certificates.vault.kubernetesRole (issuer: vault): it would be ignored",
+            )
+        if role is not None and cluster.vault_auth_path is None:
+            raise ConfigError(
+                f"config {at}: missing; with certificates.vault.kubernetesRole every cluster needs the path of the "
+                "Vault Kubernetes auth mount that reviews its tokens, e.g. '/v1/auth/kubernetes-"
+                f"{cluster.cluster_name}'"
+            )
+    if role is not None:
+        _unique(clusters, "vault_auth_path", "vaultAuthPath", where)

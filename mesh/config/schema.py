@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional, Union
 
 from . import kinds, rules
 from .errors import NAMESPACE
-from .model import CertificateConfig, ClusterConfig, MeshConfig
+from .model import CertificateConfig, ClusterConfig, MeshConfig, VaultConfig
 
 REQUIRED = object()
 
@@ -29,6 +29,9 @@ ECDSA_CURVES = ("P256", "P384", "P521")
 HELLOWORLD_VERSIONS = ("v1", "v2")
 # Who issues and renews the intermediates: pulumi-tls on `up`, or cert-manager on each cluster.
 CERTIFICATE_BACKENDS = ("pulumi-tls", "cert-manager")
+# cert-manager's issuer of the intermediates: a CA issuer holding the stack's root, or a Vault PKI
+# mount holding a root the stack never sees.
+CERTIFICATE_ISSUERS = ("ca", "vault")
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,49 @@ class ListOf:
     """The refusal of a shorter list, given its length: `{count} ...`."""
 
 
+VAULT = Section(
+    (
+        Key("server", kinds.VAULT_SERVER, "Vault's address as cert-manager on each cluster reaches it", None, "unset"),
+        Key("path", kinds.VAULT_SIGN_PATH, "the PKI mount's sign-intermediate path", None, "unset"),
+        Key(
+            "caBundle",
+            kinds.CA_BUNDLE,
+            "PEM of the CA that signed Vault's serving certificate",
+            None,
+            "the system's CAs",
+        ),
+        Key(
+            "rootCertificate",
+            kinds.ROOT_CERTIFICATE,
+            "the root at the top of the mount's chain (PEM): the mesh's root, pinned; checked against the "
+            "mount's `ca_chain` before anything changes",
+            None,
+            "unset",
+        ),
+        Key(
+            "token",
+            kinds.SECRET_TEXT,
+            "a Vault token that may `update` `path`; or use `kubernetesRole`",
+            None,
+            "unset",
+        ),
+        Key(
+            "kubernetesRole",
+            kinds.TEXT,
+            "the role cert-manager logs in as on each cluster's Kubernetes auth mount (`vaultAuthPath`); or use `token`",
+            None,
+            "unset",
+        ),
+        Key(
+            "certManagerServiceAccount",
+            kinds.SERVICE_ACCOUNT,
+            "cert-manager's controller, allowed to request the issuer's service account tokens (`kubernetesRole`)",
+            "cert-manager/cert-manager",
+        ),
+    ),
+    VaultConfig,
+)
+
 CERTIFICATES = Section(
     (
         Key(
@@ -76,6 +122,14 @@ CERTIFICATES = Section(
             'from the mesh\'s root ("Intermediate CAs")',
             "pulumi-tls",
         ),
+        Key(
+            "issuer",
+            kinds.choice(*CERTIFICATE_ISSUERS),
+            "with `backend: cert-manager`: a CA issuer from the stack's root (its key in a Secret on every cluster), "
+            "or a Vault PKI mount (the root stays in Vault; `vault` below)",
+            "ca",
+        ),
+        Key("vault", VAULT, "the Vault PKI mount, with `issuer: vault` (keys below)", {}),
         Key("keyAlgorithm", kinds.choice(*KEY_ALGORITHMS), "algorithm of every CA key", "RSA"),
         Key("rsaBits", kinds.choice(*RSA_BITS), "RSA key size (only with `keyAlgorithm: RSA`)", 4096),
         Key("ecdsaCurve", kinds.choice(*ECDSA_CURVES), "ECDSA curve (only with `keyAlgorithm: ECDSA`)", "P256"),
@@ -139,6 +193,13 @@ CLUSTER = Section(
         ),
         Key(
             "egressCidrs", kinds.CIDRS, "ranges this cluster's traffic leaves from; the peers' gateways admit them", ()
+        ),
+        Key(
+            "vaultAuthPath",
+            kinds.VAULT_AUTH_PATH,
+            "Vault's Kubernetes auth mount for this cluster, with `certificates.vault.kubernetesRole`; unique",
+            None,
+            "unset",
         ),
     ),
     ClusterConfig,

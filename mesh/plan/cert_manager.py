@@ -10,15 +10,18 @@ lifetime, when that is 0) with a new key each time, without any `up`. Its Secret
 `kubernetes.io/tls` form, which istiod reads as its plug-in CA: `tls.crt` the intermediate,
 `tls.key` its key, `ca.crt` the issuer's top certificate, the mesh's root.
 
-The issuer is a CA issuer holding the root the stack holds: the root's key then sits in a
-Secret (`mesh-root-ca`) on every cluster, readable by whoever can read Secrets in istio-system.
+The issuer (`certificates.issuer`) is a CA issuer holding the root the stack holds (`ca`): the
+root's key then sits in a Secret (`mesh-root-ca`) on every cluster, readable by whoever can read
+Secrets in istio-system; or a Vault PKI mount that holds the root (`vault`, `mesh/plan/vault.py`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Optional
 
-from ..config import CertificateConfig, ConfigError
+from ..config import CertificateConfig, ClusterConfig, ConfigError
+from . import vault
 from .control_plane import cacerts_manifest
 from .names import ISTIO_NAMESPACE
 from .pki import INTERMEDIATE_COMMON_NAME, ISTIOD_SAN, ORGANIZATION
@@ -65,7 +68,9 @@ def private_key(certificates: CertificateConfig) -> dict[str, Any]:
     return {"algorithm": "ECDSA", "size": KEY_SIZES[certificates.ecdsa_curve], "rotationPolicy": "Always"}
 
 
-def intermediate_certificate_manifest(cluster_name: str, certificates: CertificateConfig) -> dict[str, Any]:
+def intermediate_certificate_manifest(
+    cluster_name: str, certificates: CertificateConfig, issuer: str = ISSUER
+) -> dict[str, Any]:
     """The Certificate whose Secret is `cacerts`; `up` waits until it is Ready (issued)."""
     spec: dict[str, Any] = {
         "secretName": CACERTS,
@@ -76,7 +81,7 @@ def intermediate_certificate_manifest(cluster_name: str, certificates: Certifica
         "usages": list(USAGES),
         "duration": f"{certificates.intermediate_validity_hours}h",
         "privateKey": private_key(certificates),
-        "issuerRef": {"group": "cert-manager.io", "kind": "Issuer", "name": ISSUER},
+        "issuerRef": {"group": "cert-manager.io", "kind": "Issuer", "name": issuer},
     }
     if certificates.intermediate_early_renewal_hours:
         spec["renewBefore"] = f"{certificates.intermediate_early_renewal_hours}h"
@@ -90,6 +95,41 @@ def intermediate_certificate_manifest(cluster_name: str, certificates: Certifica
         },
         "spec": spec,
     }
+
+
+@dataclass(frozen=True)
+class Issuance:
+    """What one cluster's intermediate is issued from, in the order it is made: the issuer's
+    Secret (its data filled in by the resources: `holds` says with what), the objects the Issuer
+    needs besides, the Issuer (Ready once it can sign), the Certificate (Ready once issued)."""
+
+    secret: Optional[dict[str, Any]]
+    holds: Optional[str]
+    """What the Secret holds: "root" (the stack's signing root) or "vault-token" (the config's)."""
+    objects: tuple[dict[str, Any], ...]
+    issuer: dict[str, Any]
+    certificate: dict[str, Any]
+
+
+def issuance(cluster: ClusterConfig, certificates: CertificateConfig) -> Issuance:
+    """The issuer `certificates.issuer` names, on `cluster`, and the Certificate it signs."""
+    if certificates.issuer == "vault":
+        settings = certificates.vault
+        by_token = settings.token is not None
+        return Issuance(
+            vault.token_secret_manifest() if by_token else None,
+            "vault-token" if by_token else None,
+            () if by_token else tuple(vault.kubernetes_auth_manifests(settings)),
+            vault.issuer_manifest(settings, cluster.vault_auth_path),
+            intermediate_certificate_manifest(cluster.cluster_name, certificates, vault.ISSUER),
+        )
+    return Issuance(
+        root_secret_manifest(),
+        "root",
+        (),
+        issuer_manifest(),
+        intermediate_certificate_manifest(cluster.cluster_name, certificates),
+    )
 
 
 def check_switch(previous_backend: Optional[str], backend: str) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from ..config import ClusterConfig, MeshConfig
-from .cert_manager import check_switch, hands_over, intermediate_certificate_manifest
+from .cert_manager import Issuance, check_switch, hands_over, issuance
 from .control_plane import istio_cni_manifest, istio_manifest, istio_system_manifest, namespace_manifest
 from .gateway import cross_network_gateway_manifest, eastwest_gateway_manifests, source_ranges
 from .names import CNI_NAMESPACE
@@ -23,9 +23,17 @@ from .remote_secrets import remote_secret_pairs
 from .renewal import renewal_generation
 from .roots import RootPlan, next_root_state, previous_root_state, root_settings
 from .samples import sample_manifests
+from .vault import check_root_source
 
 # The stack outputs a plan reads back from the last update.
-LAST_OUTPUTS = ("rootCertificateAuthority", "rootSettings", "intermediateRenewal", "certificateBackend")
+LAST_OUTPUTS = (
+    "rootCertificateAuthority",
+    "rootSettings",
+    "intermediateRenewal",
+    "certificateBackend",
+    "certificateIssuer",
+    "rootCertificate",
+)
 
 
 @dataclass(frozen=True)
@@ -41,8 +49,8 @@ class ClusterPlan:
     cross_network_gateway: dict[str, Any]
     reader: list[dict[str, Any]]
     samples: Optional[list[dict[str, Any]]]
-    issued_intermediate: Optional[dict[str, Any]]
-    """The Certificate cert-manager issues `cacerts` from (backend cert-manager), else None."""
+    issued_intermediate: Optional[Issuance]
+    """What cert-manager issues `cacerts` from (backend cert-manager), else None."""
     hands_over_cacerts: bool = False
     """This `up` switches the cluster from pulumi-tls to cert-manager (`cert_manager.hands_over`)."""
 
@@ -50,9 +58,10 @@ class ClusterPlan:
 @dataclass(frozen=True)
 class MeshPlan:
     config: MeshConfig
-    roots: RootPlan
-    root_state: dict[str, Any]
-    """The root state this update makes and exports (`next_root_state`)."""
+    roots: Optional[RootPlan]
+    """The roots the stack makes and holds; None when the root is Vault's (`issuer: vault`)."""
+    root_state: Optional[dict[str, Any]]
+    """The root state this update makes and exports (`next_root_state`); None without roots."""
     clusters: tuple[ClusterPlan, ...]
     remote_secrets: tuple[tuple[str, str], ...]
     """(source, holder) cluster names: `holder` gets a secret to read `source`."""
@@ -70,7 +79,7 @@ def _cluster(mesh: MeshConfig, cluster: ClusterConfig, sources: tuple[str, ...],
         cross_network_gateway=cross_network_gateway_manifest(),
         reader=reader_manifests(mesh.reader_access),
         samples=sample_manifests(cluster.helloworld_version, mesh.await_workloads) if mesh.sample_apps else None,
-        issued_intermediate=intermediate_certificate_manifest(cluster.cluster_name, mesh.certificates)
+        issued_intermediate=issuance(cluster, mesh.certificates)
         if mesh.certificates.backend == "cert-manager"
         else None,
     )
@@ -82,11 +91,15 @@ def plan_mesh(config: MeshConfig, last_outputs: Mapping[str, Any], now: datetime
     sources = {c.name: source_ranges(config, c) for c in config.clusters}
     certificates = config.certificates
     check_switch(last_outputs.get("certificateBackend"), certificates.backend)
-    roots = RootPlan.of(certificates)
-    previous = previous_root_state(last_outputs.get("rootCertificateAuthority"), last_outputs.get("rootSettings"))
-    root_state = next_root_state(
-        previous, roots, root_settings(certificates), now, certificates.root_rotation_wait_hours
-    )
+    check_root_source(dict(last_outputs), certificates.issuer, certificates.vault)
+    roots: Optional[RootPlan] = None
+    root_state: Optional[dict[str, Any]] = None
+    if certificates.issuer != "vault":
+        roots = RootPlan.of(certificates)
+        previous = previous_root_state(last_outputs.get("rootCertificateAuthority"), last_outputs.get("rootSettings"))
+        root_state = next_root_state(
+            previous, roots, root_settings(certificates), now, certificates.root_rotation_wait_hours
+        )
     renewal = last_outputs.get("intermediateRenewal") or {}
     early = certificates.intermediate_early_renewal_hours
     handing_over = hands_over(last_outputs.get("certificateBackend"), bool(renewal), certificates.backend)
