@@ -151,10 +151,10 @@ class IntermediateCertificateAuthority(pulumi.ComponentResource):
         )
         self.register_outputs({"certificate_pem": self.certificate_pem})
 
-    def cacerts(self, trust_bundle: pulumi.Input[str]) -> pulumi.Output[dict]:
-        """The `cacerts` data as one secret Output: every trusted root in `root-cert.pem`."""
+    def cacerts(self, trust_bundle: pulumi.Input[str], form: str) -> pulumi.Output[dict]:
+        """The `cacerts` data in `form` as one secret Output: every trusted root in `root-cert.pem`."""
         return pulumi.Output.secret(
             pulumi.Output.all(
                 self.certificate_pem, self.private_key_pem, trust_bundle, self.root.certificate_pem
-            ).apply(lambda values: cacerts_data(*values))
+            ).apply(lambda values: cacerts_data(*values, form=form))
         )

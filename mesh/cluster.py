@@ -15,6 +15,7 @@ from .certificate_authority import IntermediateArgs, IntermediateCertificateAuth
 from .config import ClusterConfig
 from .control_plane import ControlPlane, ControlPlaneArgs
 from .gateway import EastWestGateway, EastWestGatewayArgs
+from .plan.cacerts_handover import PROGRAMS
 from .plan.mesh import ClusterPlan
 from .plan.roots import generation_name
 from .plan.vault import TOKEN_KEY
@@ -72,6 +73,7 @@ class MeshCluster(pulumi.ComponentResource):
         super().__init__("istio-mesh:mesh:Cluster", name, None, opts)
         plan, roots, seconds = args.plan, args.roots, args.ready_timeout_seconds
         self.config = plan.config
+        self.cacerts_form = plan.cacerts.form
         child = pulumi.ResourceOptions(parent=self)
         self.ca: Optional[IntermediateCertificateAuthority] = None
         issuance = plan.issued_intermediate
@@ -79,7 +81,7 @@ class MeshCluster(pulumi.ComponentResource):
             # cert-manager issues and renews the intermediate on the cluster: from the stack's
             # signing root (CA issuer), or in Vault (the token, if it logs in with one).
             cacerts = IssuedIntermediate(
-                issuance, _issuer_secret_data(issuance.holds, roots, args.vault_token), plan.hands_over_cacerts
+                issuance, _issuer_secret_data(issuance.holds, roots, args.vault_token), plan.cacerts.hand_over
             )
         else:
             assert roots is not None  # planned: only a Vault issuer leaves the stack without roots
@@ -95,9 +97,10 @@ class MeshCluster(pulumi.ComponentResource):
                 ),
                 child,
             )
-            cacerts = self.ca.cacerts(roots.trust_bundle)
+            # None while cert-manager releases the Secret: taken over in the next `up`.
+            cacerts = self.ca.cacerts(roots.trust_bundle, plan.cacerts.form) if plan.cacerts.form in PROGRAMS else None
         self.control_plane = ControlPlane(
-            name, ControlPlaneArgs(plan.namespace, plan.istio, plan.cni, cacerts, seconds), child
+            name, ControlPlaneArgs(plan.namespace, plan.istio, plan.cni, cacerts, plan.cacerts.form, seconds), child
         )
         istio, namespace = self.control_plane.istio, self.control_plane.namespace
         self.gateway = EastWestGateway(

@@ -24,9 +24,12 @@ class ControlPlaneArgs:
     istio: dict[str, Any]
     cni: Optional[tuple[dict[str, Any], dict[str, Any]]]
     """The `istio-cni` namespace and the `IstioCNI` resource, or None when not ours to manage."""
-    cacerts: Union[pulumi.Output[dict], IssuedIntermediate]
+    cacerts: Union[pulumi.Output[dict], IssuedIntermediate, None]
     """The `cacerts` data (a secret Output) of the program's own Secret (backend pulumi-tls), or
-    what cert-manager issues the Secret from (backend cert-manager)."""
+    what cert-manager issues the Secret from (backend cert-manager), or None while cert-manager
+    releases it (`mesh/plan/cacerts_handover.py`: nobody's for one `up`)."""
+    cacerts_form: str
+    """The form of the program's own Secret (`istio`, `tls`), when it has one."""
     ready_timeout_seconds: int
 
 
@@ -45,7 +48,7 @@ class ControlPlane(pulumi.ComponentResource):
             self.cacerts = CertManagerIntermediate(
                 name, CertManagerIntermediateArgs(args.cacerts, self.namespace, args.ready_timeout_seconds), child
             ).certificate
-            if args.cacerts.hands_over:
+            if args.cacerts.hands_over is not None:
                 # The program's own `cacerts` (the same resource, its type kept: a new type would
                 # replace the Secret), once cert-manager has written its keys: applied without
                 # data, the four files go and the Secret stays; the next `up` drops the resource
@@ -53,17 +56,20 @@ class ControlPlane(pulumi.ComponentResource):
                 # wrote it anew: an istiod starting then would sign with a root of its own.
                 kube.create(
                     name,
-                    cacerts_manifest(),
+                    cacerts_manifest(args.cacerts.hands_over),
                     pulumi.ResourceOptions(parent=self, depends_on=[self.cacerts], retain_on_delete=True),
                 )
-        else:
+        elif args.cacerts is not None:
             self.cacerts = kube.create(
                 name,
-                cacerts_manifest(),
+                cacerts_manifest(args.cacerts_form),
                 pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
                 overrides={"stringData": args.cacerts},
             )
-        depends: list[pulumi.Resource] = [self.namespace, self.cacerts]
+        else:
+            # Released by cert-manager: it stays as it is, and istiod keeps reading it.
+            self.cacerts = None
+        depends: list[pulumi.Resource] = [self.namespace, *([self.cacerts] if self.cacerts else [])]
         self.cni: Optional[pulumi.CustomResource] = None
         if args.cni:
             cni_namespace = kube.create(name, args.cni[0], child)

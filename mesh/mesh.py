@@ -91,6 +91,8 @@ class Mesh(pulumi.ComponentResource):
             # Who issues the intermediates; with cert-manager there is no renewal of ours to record.
             "certificateBackend": certificates.backend,
             **({"certificateIssuer": certificates.issuer} if certificates.backend == "cert-manager" else {}),
+            # Who owns each cluster's cacerts, in which form (mesh/plan/cacerts_handover.py).
+            "cacertsForm": {cluster.config.name: cluster.cacerts_form for cluster in self.clusters.values()},
             "intermediateRenewal": {
                 name: cluster.ca.renewal for name, cluster in self.clusters.items() if cluster.ca is not None
             },

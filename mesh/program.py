@@ -37,7 +37,9 @@ def checked_plan() -> MeshPlan:
         check_prerequisites(settings, unreachable_servers)
         check_vault_mount(settings)
         warn_about_checkpoints(os.environ.get("PULUMI_SKIP_CHECKPOINTS", ""), pulumi.runtime.is_dry_run())
-        return plan_mesh(settings, own_last_outputs(), datetime.datetime.now(datetime.timezone.utc))
+        plan = plan_mesh(settings, own_last_outputs(), datetime.datetime.now(datetime.timezone.utc))
+        warn_about_released_cacerts(plan)
+        return plan
     except config.ConfigError as error:
         # Pulumi prints a RunError as its message alone, without a traceback.
         raise pulumi.RunError(str(error)) from None
@@ -126,6 +128,15 @@ def warn_about_checkpoints(setting: str, preview: bool) -> None:
     test kills both and reruns them). The setting is read as Pulumi reads its booleans."""
     if not preview and (setting == "1" or setting.lower() == "true"):
         pulumi.log.warn(SKIPPED_CHECKPOINTS)
+
+
+def warn_about_released_cacerts(plan: MeshPlan) -> None:
+    """A switch from cert-manager back to pulumi-tls takes two `up`s: say so after the first."""
+    from .plan.cacerts_handover import RELEASED, RELEASED_WARNING
+
+    for cluster in plan.clusters:
+        if cluster.cacerts.form == RELEASED:
+            pulumi.log.warn(RELEASED_WARNING.format(cluster=cluster.config.name))
 
 
 def check_prerequisites(settings: config.MeshConfig, unreachable_servers: dict[str, Optional[str]]) -> None:

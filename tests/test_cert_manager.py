@@ -89,15 +89,62 @@ def test_what_cert_manager_cannot_do_is_refused_naming_the_key(east_west, certif
     assert key in str(refused.value) and words in str(refused.value)
 
 
-def test_a_switch_to_cert_manager_is_planned_and_back_is_refused_before_anything(east_west):
+def test_a_switch_to_cert_manager_is_planned_from_any_stack_of_pulumi_tls(east_west):
     # From pulumi-tls (and from a stack made before the output existed): planned.
     for previous in ({"certificateBackend": "pulumi-tls"}, {}):
-        _, registrations, _ = build(cert_manager(east_west), previous_outputs=previous)
+        _, registrations, outputs = build(cert_manager(east_west), previous_outputs=previous)
         assert by_kind(registrations, "Certificate", "cacerts")
+        assert outputs["cacertsForm"] == {"east": "cert-manager", "west": "cert-manager"}
+
+
+def test_a_switch_back_releases_cacerts_first_and_takes_it_over_in_tls_form_on_the_next_up(east_west):
+    def cacerts_of(registrations):
+        return by_kind(registrations, "Secret", "cacerts", "istio-system")
+
+    # First `up` back: cert-manager's objects are no more registered (they go at its end), nor is
+    # cacerts (cert-manager would rewrite it while its Certificate exists); the intermediate of
+    # pulumi-tls is made, under the same root.
+    cfg, registrations, outputs = build(east_west, previous_outputs={"certificateBackend": "cert-manager"})
+    assert not [r for r in registrations if r.kind in ("Issuer", "Certificate")]
+    assert cacerts_of(registrations) == [] and by_kind(registrations, "Secret", "mesh-root-ca") == []
+    assert len([r for r in registrations if r.type == "tls:index/locallySignedCert:LocallySignedCert"]) == 2
+    assert outputs["cacertsForm"] == {"east": "released", "west": "released"}
+    # The next `up` takes it over in place: its type stays kubernetes.io/tls (immutable), our keys
+    # in the tls form istiod reads, forced over cert-manager's field ownership.
+    for previous_form in ("released", "tls"):
+        forms = {"east": previous_form, "west": previous_form}
+        _, registrations, outputs = build(
+            east_west, previous_outputs={"certificateBackend": "pulumi-tls", "cacertsForm": forms}
+        )
+        for secret in cacerts_of(registrations):
+            assert secret.inputs["type"] == "kubernetes.io/tls"
+            assert secret.metadata["annotations"] == {"pulumi.com/patchForce": "true"}
+            assert sorted(secret.inputs["stringData"]) == ["ca.crt", "tls.crt", "tls.key"]
+            assert "cert-of-mesh-root-ca-cert" in secret.inputs["stringData"]["ca.crt"]
+        assert len(cacerts_of(registrations)) == 2
+        assert outputs["cacertsForm"] == {"east": "tls", "west": "tls"}
+    # A cluster new to the mesh gets Istio's four files even then.
+    _, registrations, outputs = build(
+        east_west, previous_outputs={"certificateBackend": "pulumi-tls", "cacertsForm": {"east": "tls"}}
+    )
+    assert outputs["cacertsForm"] == {"east": "tls", "west": "istio"}
+    # And to cert-manager again: the tls-form Secret is handed over with its own type.
+    _, registrations, _ = build(
+        cert_manager(east_west),
+        previous_outputs={"certificateBackend": "pulumi-tls", "cacertsForm": {"east": "tls", "west": "tls"}},
+    )
+    assert {s.inputs["type"] for s in cacerts_of(registrations)} == {"kubernetes.io/tls"}
+
+
+def test_a_root_rotation_waits_for_istios_four_files(east_west):
+    raw = copy.deepcopy(east_west)
+    raw["certificates"] = {"rootGeneration": 1, "rootRotation": "trust"}
     with pytest.raises(Exception) as refused:
-        build(east_west, previous_outputs={"certificateBackend": "cert-manager"})
-    assert "config mesh:certificates.backend: 'pulumi-tls' cannot follow 'cert-manager'" in str(refused.value)
-    assert "accepted: backend 'cert-manager'" in str(refused.value)
+        build(raw, previous_outputs={"certificateBackend": "cert-manager"})
+    assert "config mesh:certificates.rootRotation: 'trust' is not accepted while cacerts on east, west" in str(
+        refused.value
+    )
+    assert "form 'released'" in str(refused.value)
 
 
 def test_a_switch_hands_the_programs_cacerts_over_once_cert_manager_wrote_it(east_west):

@@ -151,7 +151,9 @@ def test_the_mounts_chain_must_end_at_the_pinned_root(east_west, pems):
     check_chain(settings, pems["int"] + pems["root"])  # an intermediate mount imported with its root
     check_chain(settings, pems["root"])  # the root's own mount
     # An intermediate mount imported without its root: cert-manager would write it as ca.crt.
-    with pytest.raises(ConfigError, match="ends at CN=Vault Intermediate, issued by CN=root CA,O=Example, not at a root"):
+    with pytest.raises(
+        ConfigError, match="ends at CN=Vault Intermediate, issued by CN=root CA,O=Example, not at a root"
+    ):
         check_chain(settings, pems["int"])
     with pytest.raises(ConfigError, match="has the root .*CN=other CA.*not the pinned root .*CN=root CA"):
         check_chain(settings, pems["other"])

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ..config import CertificateConfig, ClusterConfig, ConfigError
+from ..config import CertificateConfig, ClusterConfig
 from . import vault
 from .control_plane import cacerts_manifest
 from .names import ISTIO_NAMESPACE
@@ -130,28 +130,3 @@ def issuance(cluster: ClusterConfig, certificates: CertificateConfig) -> Issuanc
         issuer_manifest(),
         intermediate_certificate_manifest(cluster.cluster_name, certificates),
     )
-
-
-def check_switch(previous_backend: Optional[str], backend: str) -> None:
-    """A change of `certificates.backend` that is built: pulumi-tls to cert-manager (the program's
-    `cacerts` goes at the end of that `up` and cert-manager writes it anew, under the same root).
-    Back from cert-manager is refused before anything changes: its Secret's tls.crt/tls.key/
-    ca.crt win over Istio's four files in istiod and stay when the Certificate goes, and while
-    the Certificate exists cert-manager rewrites them, so istiod would keep an intermediate that
-    nobody renews. `previous_backend` is the stack's last `certificateBackend` output."""
-    if previous_backend == "cert-manager" and backend != "cert-manager":
-        raise ConfigError(
-            f"config mesh:certificates.backend: {backend!r} cannot follow 'cert-manager' on this stack: "
-            "cert-manager's tls.crt/tls.key/ca.crt in each cacerts win over Istio's four files in istiod and stay "
-            "when the Certificate is deleted, so istiod would keep an intermediate nobody renews; switching back "
-            "is not built yet; accepted: backend 'cert-manager'"
-        )
-
-
-def hands_over(previous_backend: Optional[str], had_intermediates: bool, backend: str) -> bool:
-    """This `up` switches an existing mesh from pulumi-tls to cert-manager (`previous_backend`
-    unset on stacks older than the output: they had intermediates of pulumi-tls). The
-    program's `cacerts` is then kept, not deleted: deleted, it would be missing until cert-manager
-    wrote it anew, and an istiod starting in that moment would sign with a root of its own."""
-    was_tls = previous_backend == "pulumi-tls" or (previous_backend is None and had_intermediates)
-    return backend == "cert-manager" and was_tls

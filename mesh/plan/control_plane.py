@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ..config import ClusterConfig, MeshConfig
-from .names import CNI_NAMESPACE, ISTIO_NAMESPACE, NETWORK_LABEL, SAIL_API_VERSION, WAIT_FOR
+from .names import CNI_NAMESPACE, ISTIO_NAMESPACE, NETWORK_LABEL, PATCH_FORCE, SAIL_API_VERSION, WAIT_FOR
 
 
 def namespace_manifest(name: str, labels: Optional[dict[str, str]] = None) -> dict[str, Any]:
@@ -21,13 +21,19 @@ def istio_system_manifest(network: str) -> dict[str, Any]:
     return namespace_manifest(ISTIO_NAMESPACE, {NETWORK_LABEL: network})
 
 
-def cacerts_manifest() -> dict[str, Any]:
-    """The `cacerts` secret without its data, which comes from the CA's outputs."""
+def cacerts_manifest(form: str = "istio") -> dict[str, Any]:
+    """The program's `cacerts` secret without its data, which comes from the CA's outputs: Istio's
+    four files (`istio`), or `kubernetes.io/tls` (`tls`: a Secret taken back from cert-manager,
+    whose type cannot change in place; `mesh/plan/cacerts_handover.py`). The latter's keys were
+    cert-manager's: the program forces its own values over them."""
+    metadata: dict[str, Any] = {"name": "cacerts", "namespace": ISTIO_NAMESPACE}
+    if form == "tls":
+        metadata["annotations"] = {PATCH_FORCE: "true"}
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": "cacerts", "namespace": ISTIO_NAMESPACE},
-        "type": "Opaque",
+        "metadata": metadata,
+        "type": "kubernetes.io/tls" if form == "tls" else "Opaque",
     }
 
 

@@ -13,8 +13,9 @@ import datetime
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from ..config import ClusterConfig, MeshConfig
-from .cert_manager import Issuance, check_switch, hands_over, issuance
+from ..config import ClusterConfig, ConfigError, MeshConfig
+from .cacerts_handover import ISTIO, CacertsStep, cacerts_step, previous_forms
+from .cert_manager import Issuance, issuance
 from .control_plane import istio_cni_manifest, istio_manifest, istio_system_manifest, namespace_manifest
 from .gateway import cross_network_gateway_manifest, eastwest_gateway_manifests, source_ranges
 from .names import CNI_NAMESPACE
@@ -33,6 +34,7 @@ LAST_OUTPUTS = (
     "certificateBackend",
     "certificateIssuer",
     "rootCertificate",
+    "cacertsForm",
 )
 
 
@@ -51,8 +53,9 @@ class ClusterPlan:
     samples: Optional[list[dict[str, Any]]]
     issued_intermediate: Optional[Issuance]
     """What cert-manager issues `cacerts` from (backend cert-manager), else None."""
-    hands_over_cacerts: bool = False
-    """This `up` switches the cluster from pulumi-tls to cert-manager (`cert_manager.hands_over`)."""
+    cacerts: CacertsStep = CacertsStep(ISTIO)
+    """Who owns `cacerts` after this `up`, in which form, and what it hands over
+    (`mesh/plan/cacerts_handover.py`)."""
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,10 @@ def plan_mesh(config: MeshConfig, last_outputs: Mapping[str, Any], now: datetime
     changed root setting. `last_outputs` holds the stack's LAST_OUTPUTS (absent on a new stack)."""
     sources = {c.name: source_ranges(config, c) for c in config.clusters}
     certificates = config.certificates
-    check_switch(last_outputs.get("certificateBackend"), certificates.backend)
     check_root_source(dict(last_outputs), certificates.issuer, certificates.vault)
+    forms = previous_forms(last_outputs, tuple(c.name for c in config.clusters))
+    steps = {name: cacerts_step(form, certificates.backend) for name, form in forms.items()}
+    _check_rotation_form(certificates.root_rotation, steps)
     roots: Optional[RootPlan] = None
     root_state: Optional[dict[str, Any]] = None
     if certificates.issuer != "vault":
@@ -102,13 +107,26 @@ def plan_mesh(config: MeshConfig, last_outputs: Mapping[str, Any], now: datetime
         )
     renewal = last_outputs.get("intermediateRenewal") or {}
     early = certificates.intermediate_early_renewal_hours
-    handing_over = hands_over(last_outputs.get("certificateBackend"), bool(renewal), certificates.backend)
     clusters = tuple(
         dataclasses.replace(
             _cluster(config, c, sources[c.name], renewal_generation(renewal.get(c.name), early, now)),
-            hands_over_cacerts=handing_over and c.name in renewal,
+            cacerts=steps[c.name],
         )
         for c in config.clusters
     )
     pairs = tuple((source.name, holder.name) for source, holder in remote_secret_pairs(config.clusters))
     return MeshPlan(config, roots, root_state, clusters, pairs)
+
+
+def _check_rotation_form(phase: Optional[str], steps: Mapping[str, CacertsStep]) -> None:
+    """A root rotation runs on Istio's four files only: the lab's istiod proved that form through
+    every phase (tests/integration/test_lab_root_rotation.py), not the `tls` form of a `cacerts`
+    taken back from cert-manager (istiod chains `tls.crt` with the whole `ca.crt`), nor a switch
+    back still under way."""
+    other = sorted(name for name, step in steps.items() if step.form != ISTIO)
+    if phase is not None and other:
+        raise ConfigError(
+            f"config mesh:certificates.rootRotation: {phase!r} is not accepted while cacerts on {', '.join(other)} "
+            f"is in the form {steps[other[0]].form!r} (taken back from cert-manager, or being taken back): a root "
+            "rotation is built and tested for Istio's four-file cacerts only; leave rootRotation unset"
+        )

@@ -8,6 +8,8 @@ SAIL_API_VERSION = "sailoperator.io/v1"
 # pulumi-kubernetes annotations that replace its default readiness logic.
 WAIT_FOR = "pulumi.com/waitFor"
 SKIP_AWAIT = "pulumi.com/skipAwait"
+# Server-side apply takes the fields another field manager set (rather than failing on a conflict).
+PATCH_FORCE = "pulumi.com/patchForce"
 
 
 def istiod_deployment_name(revision: str) -> str:

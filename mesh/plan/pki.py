@@ -36,13 +36,19 @@ def pem_text(text: str) -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
-def cacerts_data(ca_cert: str, ca_key: str, trusted_roots: str, signing_root: Optional[str] = None) -> dict[str, str]:
+def cacerts_data(
+    ca_cert: str, ca_key: str, trusted_roots: str, signing_root: Optional[str] = None, form: str = "istio"
+) -> dict[str, str]:
     """The four files istiod reads from the `cacerts` secret.
 
     `root-cert.pem` holds every root the mesh trusts (two during a root rotation); the chain is
     the intermediate followed by the root that signed it (`signing_root`, the only root when
-    there is one).
+    there is one). In the `tls` form (a Secret taken back from cert-manager) istiod reads
+    `tls.crt`, `tls.key` and `ca.crt`, and makes the chain itself: `tls.crt` then `ca.crt`
+    (pilot/pkg/bootstrap/istio_ca.go, detectSigningCABundleAndCRL).
     """
+    if form == "tls":
+        return {"tls.crt": pem_text(ca_cert), "tls.key": pem_text(ca_key), "ca.crt": pem_text(trusted_roots)}
     return {
         "ca-cert.pem": pem_text(ca_cert),
         "ca-key.pem": pem_text(ca_key),
