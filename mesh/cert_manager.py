@@ -27,9 +27,9 @@ class IssuedIntermediate:
     secret_data: Optional[pulumi.Input[dict[str, Any]]]
     """The issuer's Secret's data (`issuance.holds`: the root's certificate and key, or the Vault
     token), a secret Output; None when the issuer has no Secret."""
-    hands_over: Optional[str] = None
-    """The form (`istio`, `tls`) of the program's own `cacerts` (backend pulumi-tls until now),
-    handed over in this `up`, not deleted; None when there is none."""
+    hands_over: Optional[dict[str, Any]] = None
+    """The program's own `cacerts` manifest (backend pulumi-tls until now), handed over in this
+    `up`, not deleted; None when there is none."""
 
 
 @dataclass(frozen=True)

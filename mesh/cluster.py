@@ -16,6 +16,7 @@ from .config import ClusterConfig
 from .control_plane import ControlPlane, ControlPlaneArgs
 from .gateway import EastWestGateway, EastWestGatewayArgs
 from .plan.cacerts_handover import PROGRAMS
+from .plan.control_plane import cacerts_manifest
 from .plan.mesh import ClusterPlan
 from .plan.roots import generation_name
 from .plan.vault import TOKEN_KEY
@@ -73,7 +74,7 @@ class MeshCluster(pulumi.ComponentResource):
         super().__init__("istio-mesh:mesh:Cluster", name, None, opts)
         plan, roots, seconds = args.plan, args.roots, args.ready_timeout_seconds
         self.config = plan.config
-        self.cacerts_form = plan.cacerts.form
+        self.cacerts_step = step = plan.cacerts
         child = pulumi.ResourceOptions(parent=self)
         self.ca: Optional[IntermediateCertificateAuthority] = None
         issuance = plan.issued_intermediate
@@ -81,7 +82,9 @@ class MeshCluster(pulumi.ComponentResource):
             # cert-manager issues and renews the intermediate on the cluster: from the stack's
             # signing root (CA issuer), or in Vault (the token, if it logs in with one).
             cacerts = IssuedIntermediate(
-                issuance, _issuer_secret_data(issuance.holds, roots, args.vault_token), plan.cacerts.hand_over
+                issuance,
+                _issuer_secret_data(issuance.holds, roots, args.vault_token),
+                cacerts_manifest(step.hand_over, step.secret_type) if step.hand_over else None,
             )
         else:
             assert roots is not None  # planned: only a Vault issuer leaves the stack without roots
@@ -100,7 +103,11 @@ class MeshCluster(pulumi.ComponentResource):
             # None while cert-manager releases the Secret: taken over in the next `up`.
             cacerts = self.ca.cacerts(roots.trust_bundle, plan.cacerts.form) if plan.cacerts.form in PROGRAMS else None
         self.control_plane = ControlPlane(
-            name, ControlPlaneArgs(plan.namespace, plan.istio, plan.cni, cacerts, plan.cacerts.form, seconds), child
+            name,
+            ControlPlaneArgs(
+                plan.namespace, plan.istio, plan.cni, cacerts, cacerts_manifest(step.form, step.secret_type), seconds
+            ),
+            child,
         )
         istio, namespace = self.control_plane.istio, self.control_plane.namespace
         self.gateway = EastWestGateway(

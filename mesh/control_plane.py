@@ -14,7 +14,6 @@ import pulumi
 
 from . import kube
 from .cert_manager import CertManagerIntermediate, CertManagerIntermediateArgs, IssuedIntermediate
-from .plan.control_plane import cacerts_manifest
 
 
 @dataclass(frozen=True)
@@ -28,8 +27,8 @@ class ControlPlaneArgs:
     """The `cacerts` data (a secret Output) of the program's own Secret (backend pulumi-tls), or
     what cert-manager issues the Secret from (backend cert-manager), or None while cert-manager
     releases it (`mesh/plan/cacerts_handover.py`: nobody's for one `up`)."""
-    cacerts_form: str
-    """The form of the program's own Secret (`istio`, `tls`), when it has one."""
+    cacerts_manifest: dict[str, Any]
+    """The program's own Secret (`cacerts_manifest(form, type)`), when it has one."""
     ready_timeout_seconds: int
 
 
@@ -56,13 +55,13 @@ class ControlPlane(pulumi.ComponentResource):
                 # wrote it anew: an istiod starting then would sign with a root of its own.
                 kube.create(
                     name,
-                    cacerts_manifest(args.cacerts.hands_over),
+                    args.cacerts.hands_over,
                     pulumi.ResourceOptions(parent=self, depends_on=[self.cacerts], retain_on_delete=True),
                 )
         elif args.cacerts is not None:
             self.cacerts = kube.create(
                 name,
-                cacerts_manifest(args.cacerts_form),
+                args.cacerts_manifest,
                 pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
                 overrides={"stringData": args.cacerts},
             )

@@ -92,7 +92,8 @@ class Mesh(pulumi.ComponentResource):
             "certificateBackend": certificates.backend,
             **({"certificateIssuer": certificates.issuer} if certificates.backend == "cert-manager" else {}),
             # Who owns each cluster's cacerts, in which form (mesh/plan/cacerts_handover.py).
-            "cacertsForm": {cluster.config.name: cluster.cacerts_form for cluster in self.clusters.values()},
+            "cacertsForm": {name: cluster.cacerts_step.form for name, cluster in self.clusters.items()},
+            "cacertsSecretType": {name: cluster.cacerts_step.secret_type for name, cluster in self.clusters.items()},
             "intermediateRenewal": {
                 name: cluster.ca.renewal for name, cluster in self.clusters.items() if cluster.ca is not None
             },

@@ -111,13 +111,15 @@ def test_a_switch_back_releases_cacerts_first_and_takes_it_over_in_tls_form_on_t
     assert outputs["cacertsForm"] == {"east": "released", "west": "released"}
     # The next `up` takes it over in place: its type stays kubernetes.io/tls (immutable), our keys
     # in the tls form istiod reads, forced over cert-manager's field ownership.
+    # Each Secret keeps the type it was made with: cert-manager's own, or the program's Opaque
+    # one cert-manager wrote into.
+    types = {"east": "kubernetes.io/tls", "west": "Opaque"}
     for previous_form in ("released", "tls"):
         forms = {"east": previous_form, "west": previous_form}
-        _, registrations, outputs = build(
-            east_west, previous_outputs={"certificateBackend": "pulumi-tls", "cacertsForm": forms}
-        )
+        last = {"certificateBackend": "pulumi-tls", "cacertsForm": forms, "cacertsSecretType": types}
+        _, registrations, outputs = build(east_west, previous_outputs=last)
         for secret in cacerts_of(registrations):
-            assert secret.inputs["type"] == "kubernetes.io/tls"
+            assert secret.inputs["type"] == types[cluster_of(secret, providers(registrations))]
             assert secret.metadata["annotations"] == {"pulumi.com/patchForce": "true"}
             assert sorted(secret.inputs["stringData"]) == ["ca.crt", "tls.crt", "tls.key"]
             assert "cert-of-mesh-root-ca-cert" in secret.inputs["stringData"]["ca.crt"]
@@ -134,6 +136,11 @@ def test_a_switch_back_releases_cacerts_first_and_takes_it_over_in_tls_form_on_t
         previous_outputs={"certificateBackend": "pulumi-tls", "cacertsForm": {"east": "tls", "west": "tls"}},
     )
     assert {s.inputs["type"] for s in cacerts_of(registrations)} == {"kubernetes.io/tls"}
+    # A cluster cert-manager made cacerts for keeps that type; one handed over keeps the program's.
+    _, _, outputs = build(
+        cert_manager(east_west), previous_outputs={"certificateBackend": "pulumi-tls", "cacertsForm": {"east": "istio"}}
+    )
+    assert outputs["cacertsSecretType"] == {"east": "Opaque", "west": "kubernetes.io/tls"}
 
 
 def test_a_root_rotation_waits_for_istios_four_files(east_west):

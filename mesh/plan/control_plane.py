@@ -21,11 +21,11 @@ def istio_system_manifest(network: str) -> dict[str, Any]:
     return namespace_manifest(ISTIO_NAMESPACE, {NETWORK_LABEL: network})
 
 
-def cacerts_manifest(form: str = "istio") -> dict[str, Any]:
+def cacerts_manifest(form: str = "istio", secret_type: str = "Opaque") -> dict[str, Any]:
     """The program's `cacerts` secret without its data, which comes from the CA's outputs: Istio's
-    four files (`istio`), or `kubernetes.io/tls` (`tls`: a Secret taken back from cert-manager,
-    whose type cannot change in place; `mesh/plan/cacerts_handover.py`). The latter's keys were
-    cert-manager's: the program forces its own values over them."""
+    four files (`istio`), or the `tls.*` keys (`tls`: a Secret taken back from cert-manager;
+    `mesh/plan/cacerts_handover.py`), in a Secret of the type it was made with (immutable). The
+    `tls` form's keys were cert-manager's: the program forces its own values over them."""
     metadata: dict[str, Any] = {"name": "cacerts", "namespace": ISTIO_NAMESPACE}
     if form == "tls":
         metadata["annotations"] = {PATCH_FORCE: "true"}
@@ -33,7 +33,7 @@ def cacerts_manifest(form: str = "istio") -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": metadata,
-        "type": "kubernetes.io/tls" if form == "tls" else "Opaque",
+        "type": secret_type,
     }
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from ..config import ClusterConfig, ConfigError, MeshConfig
-from .cacerts_handover import ISTIO, CacertsStep, cacerts_step, previous_forms
+from .cacerts_handover import ISTIO, CacertsStep, cacerts_step, previous_steps
 from .cert_manager import Issuance, issuance
 from .control_plane import istio_cni_manifest, istio_manifest, istio_system_manifest, namespace_manifest
 from .gateway import cross_network_gateway_manifest, eastwest_gateway_manifests, source_ranges
@@ -35,6 +35,7 @@ LAST_OUTPUTS = (
     "certificateIssuer",
     "rootCertificate",
     "cacertsForm",
+    "cacertsSecretType",
 )
 
 
@@ -94,8 +95,8 @@ def plan_mesh(config: MeshConfig, last_outputs: Mapping[str, Any], now: datetime
     sources = {c.name: source_ranges(config, c) for c in config.clusters}
     certificates = config.certificates
     check_root_source(dict(last_outputs), certificates.issuer, certificates.vault)
-    forms = previous_forms(last_outputs, tuple(c.name for c in config.clusters))
-    steps = {name: cacerts_step(form, certificates.backend) for name, form in forms.items()}
+    previous_cacerts = previous_steps(last_outputs, tuple(c.name for c in config.clusters))
+    steps = {name: cacerts_step(step, certificates.backend) for name, step in previous_cacerts.items()}
     _check_rotation_form(certificates.root_rotation, steps)
     roots: Optional[RootPlan] = None
     root_state: Optional[dict[str, Any]] = None

@@ -25,7 +25,6 @@ from .conftest import (
     deploy,
     openssl,
     plugged_in_ca,
-    refused_up,
     update,
     wait_for,
 )
@@ -169,9 +168,42 @@ def test_an_existing_mesh_switches_to_cert_manager_under_the_same_root(tls_mesh,
     assert changes(tls_mesh.stack.preview(color="never")) == {}
 
 
-def test_back_to_pulumi_tls_is_refused_and_changes_nothing(tls_mesh):
+def test_back_to_pulumi_tls_in_two_ups_in_place_under_the_same_root(tls_mesh, tmp_path):
+    """From cert-manager back to pulumi-tls: the first `up` releases `cacerts` (Certificate, Issuer
+    and the root's Secret go, the Secret stays as cert-manager left it), the second takes it over
+    in the tls form. The Secret is never deleted, the root never changes, istiod signs throughout."""
+    root = tls_mesh.outputs["rootCertificate"]
     before = {cluster: cacerts(tls_mesh, cluster) for cluster in CLUSTERS}
-    message = refused_up(tls_mesh, dict(tls_mesh.config, certificates={}))
-    assert "'pulumi-tls' cannot follow 'cert-manager'" in " ".join(message.split())
-    assert {cluster: cacerts(tls_mesh, cluster) for cluster in CLUSTERS} == before
+    update(tls_mesh, certificates={})
+    assert tls_mesh.outputs["cacertsForm"] == {cluster: "released" for cluster in CLUSTERS}
+    for cluster in CLUSTERS:
+        assert cacerts(tls_mesh, cluster) == before[cluster]  # untouched: cert-manager's last keys
+        custom = tls_mesh.custom(cluster)
+        for plural in ("certificates", "issuers"):
+            listed = custom.list_namespaced_custom_object("cert-manager.io", "v1", "istio-system", plural)["items"]
+            assert listed == [], plural
+        secrets = {s.metadata.name for s in tls_mesh.core(cluster).list_namespaced_secret("istio-system").items}
+        assert "mesh-root-ca" not in secrets  # the root's key is off the clusters again
+    assert_istiods_sign_for_the_whole_mesh(tls_mesh, CLUSTERS, tmp_path)
+    update(tls_mesh)
+    assert tls_mesh.outputs["cacertsForm"] == {cluster: "tls" for cluster in CLUSTERS}
+    assert tls_mesh.outputs["cacertsSecretType"] == {cluster: "Opaque" for cluster in CLUSTERS}
+    assert tls_mesh.outputs["rootCertificate"] == root
+    renewal = tls_mesh.outputs["intermediateRenewal"]
+    for cluster in CLUSTERS:
+        files = cacerts(tls_mesh, cluster)
+        secret = tls_mesh.core(cluster).read_namespaced_secret("cacerts", "istio-system")
+        # The program made it (Opaque), cert-manager wrote into it, the program takes it back.
+        assert files["uid"] == before[cluster]["uid"] and secret.type == "Opaque"
+        assert sorted(files) == ["ca.crt", "tls.crt", "tls.key", "uid"]  # no key of another form
+        assert files["ca.crt"].strip() == root.strip()
+        # The program's intermediate now, not cert-manager's last: the one it records for renewal.
+        ours = intermediate(files)
+        assert ours.serial_number != intermediate(before[cluster]).serial_number
+        valid_until = datetime.datetime.fromisoformat(renewal[cluster]["validUntil"].replace("Z", "+00:00"))
+        assert abs(ours.not_valid_after_utc - valid_until) < datetime.timedelta(seconds=2)
+    roots = x509.load_pem_x509_certificates(root.encode())
+    results = check_cacerts({cluster: read_cacerts(tls_mesh.core(cluster)) for cluster in CLUSTERS}, roots)
+    assert [(r.cluster, r.status) for r in results] == [(cluster, PASS) for cluster in CLUSTERS], results
+    assert_istiods_sign_for_the_whole_mesh(tls_mesh, CLUSTERS, tmp_path)
     assert changes(tls_mesh.stack.preview(color="never")) == {}
