@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument(
         "--no-cert-manager", action="store_true", help="run no cert-manager controller and install none of its CRDs"
     )
+    up.add_argument(
+        "--vault", action="store_true", help="also run lab.vault_pki, the stand-in for Vault's PKI engine and auth"
+    )
     down = sub.add_parser("down", help="stop everything the lab started and remove DIR")
     status = sub.add_parser("status", help="print what runs, as JSON")
     run = sub.add_parser("run", help="start the lab if it is not running, then `pulumi up` the `lab` stack on it")
@@ -42,9 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         started = time.monotonic()
         names = [n.strip() for n in args.clusters.split(",") if n.strip()]
-        lab = Lab(dir, clusters=names, standin=not args.no_standin, cert_manager=not args.no_cert_manager).up()
+        lab = Lab(
+            dir, clusters=names, standin=not args.no_standin, cert_manager=not args.no_cert_manager, vault=args.vault
+        ).up()
         for c in lab.clusters:
             print(f"{c.name}: {c.server}")
+        if args.vault:
+            vault = lab.vault
+            print(f"vault stand-in: {vault.address} (CA {lab.dir / 'vault' / 'serving' / 'ca.crt'}, root token in {lab.dir / 'vault' / 'root-token'})")  # fmt: skip
         print(f"up in {time.monotonic() - started:.1f}s; state in {lab.state_path}")
         print(f"export KUBECONFIG={lab.kubeconfig_path}")
         return 0

@@ -13,7 +13,10 @@ import json
 import os
 import re
 import shutil
+import ssl
 import sys
+import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,7 @@ from . import crds, pod_state, procs
 from .controlplane import ABOVE_ETCD, CERT_MANAGER_CONTROLLER, ControlPlane
 from .toolchain import REPO, cert_manager_binaries, cert_manager_crds, istio_binaries, kubernetes_binaries
 from .kubeapi import ApiError
+from .vault_client import VaultHandle
 
 DEFAULT_CLUSTERS = ("east", "west")
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -53,6 +57,7 @@ class Lab:
         crds_dir: str | Path | None = None,
         standin: bool = True,
         cert_manager: bool = True,
+        vault: bool = False,
     ):
         # Absolute: the path is the marker that identifies the lab's processes.
         self.dir = Path(dir or default_dir()).resolve()
@@ -65,9 +70,14 @@ class Lab:
         # One cert-manager controller per cluster (the real one: toolchain/cert-manager.sh), its
         # CRDs installed with the others.
         self.cert_manager = cert_manager
+        # The Vault stand-in (lab/vault_pki.py): one for the whole lab, as one Vault serves every
+        # cluster of a mesh. `lab.vault` is its handle.
+        self.vault_standin = vault
         self._planes: dict[str, ControlPlane] = {}
         self._standin_pid: int | None = None
         self._kubelet_pid: int | None = None
+        self._vault_pid: int | None = None
+        self._vault_port: int | None = None
         self._lock = Lock()
 
     # -- public API --------------------------------------------------------
@@ -83,6 +93,26 @@ class Lab:
     @property
     def clusters(self) -> list[Cluster]:
         return [Cluster(p.name, p.name, p.server, p.pki.ca_cert) for p in self._planes.values()]
+
+    @property
+    def vault_log(self) -> Path:
+        return self.dir / "vault-pki.log"
+
+    @property
+    def vault(self) -> VaultHandle:
+        """The Vault stand-in: its address, serving CA, root token, a client, and the set-ups of a
+        PKI mount and of Kubernetes auth for a cluster (lab/vault_client.py)."""
+        if not self.vault_standin or self._vault_port is None:
+            raise RuntimeError(f"the lab in {self.dir} runs no Vault stand-in (Lab(vault=True), `lab up --vault`)")
+        state = self.dir / "vault"
+        return VaultHandle(
+            address=f"https://127.0.0.1:{self._vault_port}",
+            ca_bundle=(state / "serving" / "ca.crt").read_text(),
+            root_token=(state / "root-token").read_text().strip(),
+            pid=self._vault_pid,
+            log=str(self.vault_log),
+            clusters={p.name: (p.client(), p.pki.ca_cert.read_text()) for p in self._planes.values()},
+        )
 
     @classmethod
     def load(cls, dir: str | Path | None = None) -> "Lab":
@@ -110,6 +140,10 @@ class Lab:
             self._planes[name] = plane
         self._write_kubeconfig()
         self._save()
+        if self.vault_standin:  # needs no cluster: it starts while they do
+            self._vault_port = procs.free_port(taken)
+            self._vault_pid = self._start_module("vault_pki", "--port", str(self._vault_port))
+            self._save()
         # At most four clusters come up at once: on a small machine (2 cores) more API servers
         # compiling the CRDs' schemas at the same time answer too slowly (seen with 8).
         pool = ThreadPoolExecutor(min(len(self._planes), 4))
@@ -117,6 +151,8 @@ class Lab:
             list(pool.map(lambda p: self._bring_up(p, bins, crd_docs), self._planes.values()))
             if self.standin:
                 self._start_standin()
+            if self.vault_standin:
+                self._wait_vault()
         except BaseException:
             # Stopping the processes first makes the other clusters' threads
             # fail fast; the second stop catches what they started meanwhile.
@@ -207,12 +243,22 @@ class Lab:
             cluster["istiod"] = istiods.get(name, {})
         standin = procs.alive(self._standin_pid, str(self.dir)) if self.standin else "disabled"
         kubelet = procs.alive(self._kubelet_pid, str(self.dir)) if self.standin else "disabled"
+        vault: dict | str = "disabled"
+        if self.vault_standin:
+            vault = {
+                "pid": self._vault_pid,
+                "running": procs.alive(self._vault_pid, str(self.dir)),
+                "address": f"https://127.0.0.1:{self._vault_port}",
+                "ready": self._vault_ready(),
+                "log": str(self.vault_log),
+            }
         return {
             "dir": str(self.dir),
             "kubeconfig": str(self.kubeconfig_path),
             "clusters": clusters,
             "operator_standin": standin,
             "kubelet_standin": kubelet,
+            "vault_standin": vault,
         }
 
     def __enter__(self) -> "Lab":
@@ -238,13 +284,34 @@ class Lab:
         if plane.cert_manager:
             plane.wait_cert_manager()
 
-    def _start_module(self, module: str) -> int:
+    def _start_module(self, module: str, *args: str) -> int:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
         return procs.start(
-            [sys.executable, "-m", f"lab.{module}", "--dir", str(self.dir)],
+            [sys.executable, "-m", f"lab.{module}", "--dir", str(self.dir), *args],
             self.dir / f"{module.replace('_', '-')}.log",
             env,
         )
+
+    def _vault_ready(self) -> bool:
+        """The stand-in's /v1/sys/health answers 200 (initialized, unsealed, active)."""
+        ca = self.dir / "vault" / "serving" / "ca.crt"
+        if not ca.exists():
+            return False
+        try:
+            context = ssl.create_default_context(cafile=str(ca))
+            url = f"https://127.0.0.1:{self._vault_port}/v1/sys/health"
+            with urllib.request.urlopen(url, context=context, timeout=2) as answer:
+                return answer.status == 200
+        except OSError:
+            return False
+
+    def _wait_vault(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._vault_ready():
+            if not procs.alive(self._vault_pid, str(self.dir)) or time.monotonic() > deadline:
+                tail = "\n".join(self.vault_log.read_text(errors="replace").splitlines()[-20:])
+                raise RuntimeError(f"the Vault stand-in did not answer on port {self._vault_port}:\n{tail}")
+            time.sleep(0.1)
 
     def _start_standin(self) -> None:
         self._standin_pid = self._start_module("operator_standin")
@@ -257,8 +324,8 @@ class Lab:
         marker = str(self.dir)
         # Clients first, etcd last, so nothing logs a flood of connection errors. The kubelet
         # stand-in stops its istiods on SIGTERM; any it could not (killed, crashed) go next.
-        procs.stop([p for p in (self._standin_pid, self._kubelet_pid) if p], marker)
-        self._standin_pid = self._kubelet_pid = None
+        procs.stop([p for p in (self._standin_pid, self._kubelet_pid, self._vault_pid) if p], marker)
+        self._standin_pid = self._kubelet_pid = self._vault_pid = None
         procs.stop(
             [s["pid"] for d in pod_state.pod_dirs(self.dir) if (s := pod_state.read_state(d)).get("pid")], marker
         )
@@ -285,6 +352,9 @@ class Lab:
         self.cert_manager = state.get("cert_manager", False)
         self._standin_pid = state.get("standin_pid")
         self._kubelet_pid = state.get("kubelet_pid")
+        vault = state.get("vault") or {}
+        self.vault_standin = bool(vault)
+        self._vault_pid, self._vault_port = vault.get("pid"), vault.get("port")
 
     def _save(self) -> None:
         with self._lock:  # clusters start in parallel threads
@@ -294,6 +364,7 @@ class Lab:
                 "cert_manager": self.cert_manager,
                 "standin_pid": self._standin_pid,
                 "kubelet_pid": self._kubelet_pid,
+                "vault": {"pid": self._vault_pid, "port": self._vault_port} if self.vault_standin else None,
                 "clusters": [p.to_json() for p in self._planes.values()],
             }
             tmp = self.state_path.with_suffix(".tmp")

@@ -57,11 +57,55 @@ class ClusterPKI:
         return self.dir / "sa.pub"
 
 
+@dataclass(frozen=True)
+class ServingPKI:
+    """A CA of its own and one serving certificate from it, for a lab server that is not an API
+    server (the Vault stand-in): clients trust `ca_cert`."""
+
+    dir: Path
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.dir / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.dir / "ca.key"
+
+    @property
+    def cert(self) -> Path:
+        return self.dir / "server.crt"
+
+    @property
+    def key(self) -> Path:
+        return self.dir / "server.key"
+
+
 def _openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
 
-def _leaf(pki: ClusterPKI, cert: Path, key: Path, subject: str, *exts: str) -> None:
+def _ca(cert: Path, key: Path, subject: str) -> None:
+    _openssl(
+        "req",
+        "-x509",
+        *_EC,
+        "-keyout",
+        str(key),
+        "-out",
+        str(cert),
+        "-days",
+        _DAYS,
+        "-subj",
+        subject,
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+    )
+
+
+def _leaf(ca_cert: Path, ca_key: Path, cert: Path, key: Path, subject: str, *exts: str) -> None:
     _openssl(
         "req",
         "-x509",
@@ -73,9 +117,9 @@ def _leaf(pki: ClusterPKI, cert: Path, key: Path, subject: str, *exts: str) -> N
         "-days",
         _DAYS,
         "-CA",
-        str(pki.ca_cert),
+        str(ca_cert),
         "-CAkey",
-        str(pki.ca_key),
+        str(ca_key),
         "-subj",
         subject,
         "-addext",
@@ -92,25 +136,10 @@ def create(dir: Path, cluster: str) -> ClusterPKI:
     if pki.sa_pub.exists():  # written last: its presence means the set is complete
         return pki
     dir.mkdir(parents=True, exist_ok=True)
-    _openssl(
-        "req",
-        "-x509",
-        *_EC,
-        "-keyout",
-        str(pki.ca_key),
-        "-out",
-        str(pki.ca_cert),
-        "-days",
-        _DAYS,
-        "-subj",
-        f"/CN=mesh-lab-{cluster}-ca",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
-    )
+    _ca(pki.ca_cert, pki.ca_key, f"/CN=mesh-lab-{cluster}-ca")
     _leaf(
-        pki,
+        pki.ca_cert,
+        pki.ca_key,
         pki.server_cert,
         pki.server_key,
         "/CN=kube-apiserver",
@@ -121,7 +150,34 @@ def create(dir: Path, cluster: str) -> ClusterPKI:
         "DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local",
     )
     # O=system:masters: the group RBAC binds to cluster-admin out of the box.
-    _leaf(pki, pki.admin_cert, pki.admin_key, "/O=system:masters/CN=mesh-lab-admin", "extendedKeyUsage=clientAuth")
+    _leaf(
+        pki.ca_cert,
+        pki.ca_key,
+        pki.admin_cert,
+        pki.admin_key,
+        "/O=system:masters/CN=mesh-lab-admin",
+        "extendedKeyUsage=clientAuth",
+    )
     _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-out", str(pki.sa_key))
     _openssl("pkey", "-in", str(pki.sa_key), "-pubout", "-out", str(pki.sa_pub))
+    return pki
+
+
+def create_serving(dir: Path, name: str, subject_alt_names: str) -> ServingPKI:
+    """Make (or reuse, if already complete) a CA named after `name` and a serving certificate
+    from it for `subject_alt_names` (openssl's form, e.g. "IP:127.0.0.1,DNS:localhost")."""
+    pki = ServingPKI(dir)
+    if pki.cert.exists():  # written last (openssl writes the key first)
+        return pki
+    dir.mkdir(parents=True, exist_ok=True)
+    _ca(pki.ca_cert, pki.ca_key, f"/CN=mesh-lab-{name}-ca")
+    _leaf(
+        pki.ca_cert,
+        pki.ca_key,
+        pki.cert,
+        pki.key,
+        f"/CN={name}",
+        "extendedKeyUsage=serverAuth",
+        f"subjectAltName={subject_alt_names}",
+    )
     return pki
