@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from ..config import ClusterConfig, ConfigError, MeshConfig
-from .cacerts_handover import ISTIO, CacertsStep, cacerts_step, previous_steps
+from .cacerts_handover import ISTIO, RELEASED, CacertsStep, cacerts_step, previous_steps
 from .cert_manager import Issuance, issuance
 from .control_plane import istio_cni_manifest, istio_manifest, istio_system_manifest, namespace_manifest
 from .gateway import cross_network_gateway_manifest, eastwest_gateway_manifests, source_ranges
@@ -120,14 +120,14 @@ def plan_mesh(config: MeshConfig, last_outputs: Mapping[str, Any], now: datetime
 
 
 def _check_rotation_form(phase: Optional[str], steps: Mapping[str, CacertsStep]) -> None:
-    """A root rotation runs on Istio's four files only: the lab's istiod proved that form through
-    every phase (tests/integration/test_lab_root_rotation.py), not the `tls` form of a `cacerts`
-    taken back from cert-manager (istiod chains `tls.crt` with the whole `ca.crt`), nor a switch
-    back still under way."""
-    other = sorted(name for name, step in steps.items() if step.form != ISTIO)
-    if phase is not None and other:
+    """A root rotation reaches every `cacerts` the program writes: Istio's four files, or the
+    `tls` form of a Secret taken back from cert-manager (the lab's istiod takes both through every
+    phase: tests/integration/test_lab_root_rotation.py, test_lab_cert_manager_backend.py). Not
+    one that is being released: the program writes nothing into it in that `up`."""
+    released = sorted(name for name, step in steps.items() if step.form == RELEASED)
+    if phase is not None and released:
         raise ConfigError(
-            f"config mesh:certificates.rootRotation: {phase!r} is not accepted while cacerts on {', '.join(other)} "
-            f"is in the form {steps[other[0]].form!r} (taken back from cert-manager, or being taken back): a root "
-            "rotation is built and tested for Istio's four-file cacerts only; leave rootRotation unset"
+            f"config mesh:certificates.rootRotation: {phase!r} is not accepted while cacerts on {', '.join(released)} "
+            "is being released by cert-manager: this `up` writes nothing into it, so those clusters would miss the "
+            "step; run `up` once without rootRotation to finish the switch back to pulumi-tls, then rotate"
         )

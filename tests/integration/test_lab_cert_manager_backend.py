@@ -207,3 +207,24 @@ def test_back_to_pulumi_tls_in_two_ups_in_place_under_the_same_root(tls_mesh, tm
     assert [(r.cluster, r.status) for r in results] == [(cluster, PASS) for cluster in CLUSTERS], results
     assert_istiods_sign_for_the_whole_mesh(tls_mesh, CLUSTERS, tmp_path)
     assert changes(tls_mesh.stack.preview(color="never")) == {}
+
+
+def test_back_on_pulumi_tls_the_root_rotates_in_the_tls_form(tls_mesh, tmp_path):
+    """What a root rotation of a cert-manager mesh takes: back to pulumi-tls (above), the four
+    rotation steps, each one taken by the real istiods in the tls form (ca.crt the bundle)."""
+    old = tls_mesh.outputs["rootCertificate"].strip()
+    for phase in ("trust", "sign", "retire", None):
+        certificates = {"rootGeneration": 1, "rootRotationWaitHours": 0, **({"rootRotation": phase} if phase else {})}
+        update(tls_mesh, certificates=certificates)
+        roots = tls_mesh.outputs["rootCertificate"]
+        for cluster in CLUSTERS:
+            files = cacerts(tls_mesh, cluster)
+            assert sorted(files) == ["ca.crt", "tls.crt", "tls.key", "uid"], (phase, sorted(files))
+            assert files["ca.crt"].strip() == roots.strip(), phase
+        assert (old in roots) == (phase in ("trust", "sign")), phase
+        assert_istiods_sign_for_the_whole_mesh(tls_mesh, CLUSTERS, tmp_path)
+        mesh_roots = x509.load_pem_x509_certificates(roots.encode())
+        results = check_cacerts({cluster: read_cacerts(tls_mesh.core(cluster)) for cluster in CLUSTERS}, mesh_roots)
+        assert [(r.cluster, r.status) for r in results] == [(c, PASS) for c in CLUSTERS], (phase, results)
+    assert tls_mesh.outputs["cacertsForm"] == {cluster: "tls" for cluster in CLUSTERS}
+    assert changes(tls_mesh.stack.preview(color="never")) == {}
