@@ -11,7 +11,6 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from . import vault_x509 as x509
 from .vault_api import Fields, VaultError, go_duration, unsupported
@@ -33,8 +32,8 @@ NO_SUBJECT = (
 )
 
 
-def _schema(*names: str, kind: str = "strings", default: Any = None) -> dict[str, tuple[str, Any]]:
-    return {name: (kind, [] if default is None and kind == "strings" else default) for name in names}
+def _lists(*names: str) -> dict[str, tuple[str, list]]:
+    return {name: ("strings", []) for name in names}
 
 
 # builtin/logical/pki/fields.go: addIssueAndSignCommonFields + addCACommonFields.
@@ -51,7 +50,7 @@ CA_COMMON = {
     "not_after": ("string", ""),
     "not_before_duration": ("duration", 30),
     "serial_number": ("string", ""),
-    **_schema("ou", "organization", "country", "locality", "province", "street_address", "postal_code"),
+    **_lists("ou", "organization", "country", "locality", "province", "street_address", "postal_code"),
 }
 # fields.go: addCAIssueFields (name constraints are not implemented here).
 NAME_CONSTRAINTS = (
@@ -64,7 +63,7 @@ NAME_CONSTRAINTS = (
     "permitted_uri_domains",
     "excluded_uri_domains",
 )
-CA_ISSUE = {"max_path_length": ("int", -1), "issuer_name": ("string", ""), **_schema(*NAME_CONSTRAINTS)}
+CA_ISSUE = {"max_path_length": ("int", -1), "issuer_name": ("string", ""), **_lists(*NAME_CONSTRAINTS)}
 # fields.go: addCAKeyGenerationFields.
 KEY_GENERATION = {
     "key_type": ("string", "rsa"),
@@ -81,7 +80,7 @@ UNIMPLEMENTED = ("other_sans", "use_pss", "managed_key_name", "managed_key_id", 
 # issue_common.go: labelPattern, leftWildLabelPattern, hostnamePattern, wildHostnameRegex.
 _LABEL = r"([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9])"
 _LEFT_WILD = rf"(\*|\*{_LABEL}|{_LABEL}\*|{_LABEL}\*{_LABEL})"
-_WILD_HOSTNAME = re.compile(rf"^({_LEFT_WILD}\.)?({_LABEL}\.)*{_LABEL}\.?$")
+_WILD_HOSTNAME = re.compile(rf"^({_LEFT_WILD}\.)?({_LABEL}\.)*{_LABEL}\.?\Z")  # Go's $: the end only
 # Go's pkix.Name.ToRDNSequence order, with the fields that fill each attribute.
 _SUBJECT = (
     ("C", "country"),
