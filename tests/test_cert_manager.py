@@ -74,7 +74,11 @@ def test_an_ecdsa_mesh_asks_cert_manager_for_the_same_curve(east_west):
 @pytest.mark.parametrize(
     "certificates,key,words",
     [
-        ({"rootGeneration": 1, "rootRotation": "trust"}, "certificates.rootRotation", "root rotation is built for"),
+        (
+            {"rootGeneration": 1, "rootRotation": "trust"},
+            "certificates.rootRotation",
+            "set backend 'pulumi-tls' (two `up`s take cacerts back)",
+        ),
         (
             {"intermediateValidityHours": 720, "intermediateEarlyRenewalHours": 720},
             "certificates.intermediateEarlyRenewalHours",

@@ -31,7 +31,7 @@ def refuses(*what: str):
     "it would be ignored, and the root it shapes is protected",
     "`intermediateEarlyRenewalHours` over `intermediateValidityHours`; an intermediate outliving the root",
     "`rootRotation` set while `rootGeneration` is 0 (the first root has nothing to rotate from)",
-    "`backend: cert-manager` with `rootRotation` (not built for cert-manager yet) or with "
+    '`backend: cert-manager` with `rootRotation` (rotate on `pulumi-tls`: "Switching backends") or with '
     "`intermediateEarlyRenewalHours` equal to `intermediateValidityHours` (cert-manager renews before expiry)",
 )
 def certificates(values: dict[str, Any], raw: dict[str, Any], path: str, index: Optional[int]) -> dict[str, Any]:
@@ -76,8 +76,9 @@ def _cert_manager(values: dict[str, Any], path: str) -> None:
             key_path(path, "rootRotation"),
             values["root_rotation"],
             "no rootRotation with backend 'cert-manager': a rotation needs every cluster to trust the old and the "
-            "new root at once, and cert-manager's ca.crt holds only its issuer's one root; root rotation is built "
-            "for backend 'pulumi-tls' only, so keep rootGeneration as it is under cert-manager",
+            "new root at once, and cert-manager's ca.crt holds only its issuer's one root. With issuer 'ca': set "
+            "backend 'pulumi-tls' (two `up`s take cacerts back), rotate there (README: Root rotation), then set "
+            "backend 'cert-manager' again; with issuer 'vault' the root is Vault's: a new root is a new stack",
         )
     validity = values["intermediate_validity_hours"]
     if values["intermediate_early_renewal_hours"] >= validity:
