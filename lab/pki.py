@@ -16,9 +16,8 @@ _DAYS = "3650"
 
 
 @dataclass(frozen=True)
-class ClusterPKI:
-    """Files of one cluster's PKI. One CA signs both the serving and the client
-    certificate, as kubeadm does, so `ca` is also what tokens' ca.crt carries."""
+class _CAFiles:
+    """A folder whose CA (`ca.crt`, `ca.key`) signs the rest of it."""
 
     dir: Path
 
@@ -29,6 +28,12 @@ class ClusterPKI:
     @property
     def ca_key(self) -> Path:
         return self.dir / "ca.key"
+
+
+@dataclass(frozen=True)
+class ClusterPKI(_CAFiles):
+    """Files of one cluster's PKI. One CA signs both the serving and the client
+    certificate, as kubeadm does, so `ca` is also what tokens' ca.crt carries."""
 
     @property
     def server_cert(self) -> Path:
@@ -58,19 +63,9 @@ class ClusterPKI:
 
 
 @dataclass(frozen=True)
-class ServingPKI:
+class ServingPKI(_CAFiles):
     """A CA of its own and one serving certificate from it, for a lab server that is not an API
     server (the Vault stand-in): clients trust `ca_cert`."""
-
-    dir: Path
-
-    @property
-    def ca_cert(self) -> Path:
-        return self.dir / "ca.crt"
-
-    @property
-    def ca_key(self) -> Path:
-        return self.dir / "ca.key"
 
     @property
     def cert(self) -> Path:

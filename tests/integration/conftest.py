@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -75,6 +76,17 @@ def refused_up(mesh: DeployedMesh, config: dict) -> str:
         raise AssertionError(f"`up` with {config} was not refused")
     finally:
         write_config(mesh.stack.name, mesh.config)
+
+
+def lab_status(lab: Lab) -> dict:
+    """What `lab status` prints for `lab`, as a user runs it (another process)."""
+    from lab.stack import REPO
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "lab", "status", "--dir", str(lab.dir)],
+        cwd=REPO, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return json.loads(shown.stdout)
 
 
 def secret_text(secret, key: str) -> str:

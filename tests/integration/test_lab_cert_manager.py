@@ -12,8 +12,6 @@ from __future__ import annotations
 import base64
 import datetime
 import json
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,10 +26,9 @@ from cryptography.x509.oid import NameOID
 from lab import procs
 from lab.controlplane import CERT_MANAGER_CONTROLLER, CERT_MANAGER_NAMESPACE
 from lab.lab import Lab
-from lab.stack import REPO
 from lab.toolchain import cert_manager_binaries, versions
 
-from .conftest import wait_for
+from .conftest import lab_status, wait_for
 
 CLUSTER = "east"
 NS = CERT_MANAGER_NAMESPACE
@@ -142,12 +139,7 @@ def assert_intermediate_of(root: x509.Certificate, data: dict[str, bytes]) -> x5
 
 
 def test_the_lab_runs_and_reports_a_cert_manager_controller_per_cluster(lab):
-    status = json.loads(
-        subprocess.run(
-            [sys.executable, "-m", "lab", "status", "--dir", str(lab.dir)],
-            cwd=REPO, check=True, capture_output=True, text=True,
-        ).stdout
-    )  # fmt: skip
+    status = lab_status(lab)
     cluster = status["clusters"][CLUSTER]
     assert cluster["processes"][CERT_MANAGER_CONTROLLER] is True
     assert cluster["cert_manager"]["ready"] is True, cluster

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import kubernetes
@@ -21,10 +19,9 @@ import pytest
 
 from lab.controlplane import CERT_MANAGER_NAMESPACE
 from lab.lab import Lab
-from lab.stack import REPO
 from lab.vault_client import sign_intermediate_policy
 
-from .conftest import openssl, verifies, wait_for
+from .conftest import lab_status, openssl, verifies, wait_for
 
 CLUSTER = "east"
 NS = CERT_MANAGER_NAMESPACE
@@ -178,12 +175,7 @@ def assert_intermediate_under(files: dict[str, str], ca: str, directory: Path, n
 
 
 def test_lab_status_reports_the_vault_standin(lab):
-    status = json.loads(
-        subprocess.run(
-            [sys.executable, "-m", "lab", "status", "--dir", str(lab.dir)],
-            cwd=REPO, check=True, capture_output=True, text=True,
-        ).stdout
-    )  # fmt: skip
+    status = lab_status(lab)
     vault = status["vault_standin"]
     assert vault["running"] is True and vault["ready"] is True and vault["address"] == lab.vault.address, vault
     assert json.loads(lab.state_path.read_text())["vault"]["pid"] == vault["pid"]
