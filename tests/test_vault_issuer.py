@@ -116,6 +116,7 @@ def test_kubernetes_auth_logs_in_at_each_clusters_own_mount_as_a_service_account
         (lambda c: c["vault"].update(server="http://vault:8200"), "certificates.vault.server", "https://"),
         (lambda c: c["vault"].update(rootCertificate="not a pem"), "certificates.vault.rootCertificate", "PEM"),
         (lambda c: c.update(issuer="ca"), "certificates.vault.", "no vault keys while issuer is 'ca'"),
+        (lambda c: c.update(rootValidityHours=1000), "certificates.rootValidityHours", "the root is Vault's"),
     ],
 )
 def test_a_vault_issuer_without_what_it_needs_is_refused_naming_the_key(east_west, pems, change, key, words):

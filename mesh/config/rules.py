@@ -44,6 +44,7 @@ def certificates(values: dict[str, Any], raw: dict[str, Any], path: str, index: 
             f"no {ignored} while keyAlgorithm is {algorithm!r} (the keys would be {algorithm} and it would be "
             f"ignored); set keyAlgorithm: {other} to use it, or remove {ignored}",
         )
+    _issuer(values, raw, path)
     intermediate, root = values["intermediate_validity_hours"], values["root_validity_hours"]
     if values["intermediate_early_renewal_hours"] > intermediate:
         raise refused(
@@ -60,7 +61,6 @@ def certificates(values: dict[str, Any], raw: dict[str, Any], path: str, index: 
     phase = values["root_rotation"]
     if values["backend"] == "cert-manager":
         _cert_manager(values, path)
-    _issuer(values, raw, path)
     if phase is not None and values["root_generation"] == 0:
         raise refused(
             key_path(path, "rootGeneration"),
@@ -91,8 +91,13 @@ def _cert_manager(values: dict[str, Any], path: str) -> None:
         )
 
 
+# The keys that shape the root the stack makes: none with a Vault root.
+ROOT_KEYS = ("rootGeneration", "rootValidityHours", "rootRotationWaitHours")
+
+
 @refuses(
-    "`issuer: vault` without `backend: cert-manager`; `vault` keys while `issuer` is `ca`",
+    "`issuer: vault` without `backend: cert-manager`; `vault` keys while `issuer` is `ca`; a root setting "
+    "(`rootGeneration`, `rootValidityHours`, `rootRotationWaitHours`) with `issuer: vault`",
     "`issuer: vault` without `vault.server`, `vault.path` or `vault.rootCertificate`, or without exactly one of "
     "`vault.token` and `vault.kubernetesRole`",
 )
@@ -116,6 +121,14 @@ def _issuer(values: dict[str, Any], raw: dict[str, Any], path: str) -> None:
             f"'ca' (the default) while backend is {values['backend']!r}: Vault signs the intermediates through cert-manager; "
             "set backend: cert-manager to use it",
         )
+    for key in ROOT_KEYS:
+        if key in raw:
+            raise refused(
+                key_path(path, key),
+                raw[key],
+                "no root setting with issuer: vault: the root is Vault's (its key type, life and any new root are "
+                "set in Vault), and the stack makes none; remove it",
+            )
     for key, field in (("server", "server"), ("path", "path"), ("rootCertificate", "root_certificate")):
         if getattr(vault, field) is None:
             raise ConfigError(f"config {key_path(vault_path, key)}: missing; it is required with issuer: vault")
