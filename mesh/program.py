@@ -37,8 +37,10 @@ def checked_plan() -> MeshPlan:
         check_prerequisites(settings, unreachable_servers)
         check_vault_mount(settings)
         warn_about_checkpoints(os.environ.get("PULUMI_SKIP_CHECKPOINTS", ""), pulumi.runtime.is_dry_run())
-        plan = plan_mesh(settings, own_last_outputs(), datetime.datetime.now(datetime.timezone.utc))
+        now = datetime.datetime.now(datetime.timezone.utc)
+        plan = plan_mesh(settings, own_last_outputs(), now)
         warn_about_released_cacerts(plan)
+        warn_about_vault_root(settings, now)
         return plan
     except config.ConfigError as error:
         # Pulumi prints a RunError as its message alone, without a traceback.
@@ -137,6 +139,17 @@ def warn_about_released_cacerts(plan: MeshPlan) -> None:
     for cluster in plan.clusters:
         if cluster.cacerts.form == RELEASED:
             pulumi.log.warn(RELEASED_WARNING.format(cluster=cluster.config.name))
+
+
+def warn_about_vault_root(settings: config.MeshConfig, now: datetime.datetime) -> None:
+    """With a Vault root, say when it expires before the intermediates would (`root_expiry_warning`)."""
+    certificates = settings.certificates
+    if certificates.issuer == "vault":
+        from .plan.vault import root_expiry_warning
+
+        warning = root_expiry_warning(certificates.vault, certificates.intermediate_validity_hours, now)
+        if warning:
+            pulumi.log.warn(warning)
 
 
 def check_prerequisites(settings: config.MeshConfig, unreachable_servers: dict[str, Optional[str]]) -> None:

@@ -6,6 +6,7 @@ stand-in and real istiod."""
 from __future__ import annotations
 
 import copy
+import datetime
 import subprocess
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from mesh import config
 from mesh.config import ConfigError
-from mesh.plan.vault import check_chain, check_root_source
+from mesh.plan.vault import check_chain, check_root_source, root_expiry_warning
 
 from .test_cert_manager import on_cluster
 from .test_mesh_graph import build, by_kind
@@ -176,3 +177,14 @@ def test_the_root_never_changes_source_on_a_stack(east_west, pems):
     # Refused by the program too, before anything is registered.
     with pytest.raises(Exception, match="'vault' cannot follow a root this stack made"):
         build(vault_mesh(east_west, pems["root"], token="t"), previous_outputs=stack_root)
+
+
+def test_a_vault_root_expiring_within_an_intermediates_life_is_said(east_west, pems):
+    vault = config.parse(vault_mesh(east_west, pems["root"], token="t")).certificates.vault
+    now = datetime.datetime.now(datetime.timezone.utc)
+    # The fixture's root lives 30 days.
+    assert root_expiry_warning(vault, 24 * 7, now) is None
+    warning = root_expiry_warning(vault, 24 * 60, now)
+    assert warning is not None and "Vault's root (CN=root CA,O=Example) expires" in warning
+    assert "in 29 days" in warning or "in 30 days" in warning
+    assert "Vault cuts each intermediate at the root's expiry" in warning

@@ -18,6 +18,7 @@ cluster's own auth mount (`vaultAuthPath`), which reviews it against that cluste
 from __future__ import annotations
 
 import base64
+import datetime
 from typing import Any, Optional
 
 from cryptography import x509
@@ -171,3 +172,20 @@ def check_root_source(last_outputs: dict[str, Any], issuer: str, vault: VaultCon
                 "rootCertificate output): a new root is a root rotation, which the cert-manager backend does not do; "
                 "pin the root the mesh has"
             )
+
+
+def root_expiry_warning(vault: VaultConfig, validity_hours: int, now: datetime.datetime) -> Optional[str]:
+    """Vault cuts an intermediate at its issuer's expiry, with a warning cert-manager drops
+    (path_root.go; the lab's stand-in does the same): say so when the pinned root expires within
+    one intermediate lifetime, since nothing else would."""
+    root = x509.load_pem_x509_certificate(str(vault.root_certificate).encode())
+    expires = root.not_valid_after_utc
+    if now + datetime.timedelta(hours=validity_hours) <= expires:
+        return None
+    left = expires - now
+    return (
+        f"Vault's root ({root.subject.rfc4514_string()}) expires {expires:%Y-%m-%d %H:%M} UTC, in "
+        f"{max(left.days, 0)} days, before an intermediate of intermediateValidityHours ({validity_hours}) would: "
+        "Vault cuts each intermediate at the root's expiry, and when the root expires the mesh stops trusting "
+        "itself. A new Vault root is a new mesh (stack): plan it before then"
+    )
