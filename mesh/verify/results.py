@@ -18,6 +18,7 @@ CONTROL_PLANE = "Istio and IstioCNI"
 ISTIOD = "istiod"
 GATEWAY = "east-west gateway"
 CACERTS = "cacerts"
+ISSUANCE = "cert-manager issuance"
 REMOTE_SECRETS = "remote secrets"
 SAMPLE_PODS = "sample pods"
 TRAFFIC = "traffic"
@@ -28,6 +29,7 @@ CHECKS = (
     CONTROL_PLANE,
     ISTIOD,
     GATEWAY,
+    ISSUANCE,
     CACERTS,
     REMOTE_SECRETS,
     ISTIOD_PEERS,

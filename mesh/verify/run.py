@@ -21,6 +21,7 @@ from .results import (
     CONTROL_PLANE,
     FAIL,
     GATEWAY,
+    ISSUANCE,
     HELLOWORLD_URL,
     ISTIOD,
     ISTIOD_PEERS,
@@ -34,6 +35,7 @@ from .results import (
     Result,
     api_error,
 )
+from .issuance import NOT_CERT_MANAGER, check_issuance
 from .trust import check_cacerts, read_cacerts
 from .workloads import Exec, TrafficRow, check_sample_pods, expected_versions, measure_traffic, traffic_result
 
@@ -150,9 +152,13 @@ def verify(
         (ISTIOD, lambda c, a: check_istiod(custom(a), apps(a), mesh, c, c.name in nodeless)),
         (GATEWAY, lambda c, a: check_gateway(core(a), apps(a), c, c.name in nodeless)),
     ]
+    if mesh.certificates.backend == "cert-manager":
+        waited.append((ISSUANCE, lambda c, a: check_issuance(custom(a), mesh, c)))
     for check, probe in waited:
         progress(f"checking {check}")
         results += _wait(check, per_cluster(check, probe), deadline, settings, progress)
+    if mesh.certificates.backend != "cert-manager":
+        results.append(NOT_CERT_MANAGER)
 
     progress(f"checking {CACERTS}")
     bundles, errors = {}, []

@@ -16,7 +16,9 @@ from pulumi import automation as auto
 
 from lab.lab import Lab
 from lab.stack import mesh_config, open_stack, remove_stack
+from mesh import config
 from mesh.verify import PASS, check_cacerts, read_cacerts
+from mesh.verify.issuance import check_issuance
 
 from .conftest import (
     assert_istiods_sign_for_the_whole_mesh,
@@ -80,6 +82,11 @@ def test_mesh_verify_reads_the_tls_form_and_finds_one_root(mesh):
     results = check_cacerts({cluster: read_cacerts(mesh.core(cluster)) for cluster in CLUSTERS}, roots)
     assert [(r.cluster, r.status) for r in results] == [(cluster, PASS) for cluster in CLUSTERS], results
     assert all("tls.crt/ca.crt form" in r.detail for r in results), results
+    settings = config.parse(mesh.config)
+    for cluster in settings.clusters:
+        issued = check_issuance(mesh.custom(cluster.name), settings, cluster)
+        assert [(r.item, r.status) for r in issued] == [("Issuer mesh-root-ca", PASS), ("Certificate cacerts", PASS)]
+        assert issued[0].detail == "Ready (CA)" and "cert-manager renews it at 20" in issued[1].detail, issued
 
 
 def test_each_istiod_signs_with_its_cert_manager_intermediate_for_the_whole_mesh(mesh, tmp_path):

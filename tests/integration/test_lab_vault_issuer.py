@@ -22,7 +22,9 @@ from pulumi import automation as auto
 from lab.lab import Lab
 from lab.stack import REPO, mesh_config, open_stack, remove_stack
 from lab.vault_client import sign_intermediate_policy
+from mesh import config
 from mesh.verify import FAIL, PASS, check_cacerts, read_cacerts
+from mesh.verify.issuance import check_issuance
 
 from .conftest import (
     DeployedMesh,
@@ -134,6 +136,10 @@ def renew(mesh, cluster: str) -> x509.Certificate:
         lambda: (now := intermediate(cacerts(mesh, cluster))).serial_number != before.serial_number and now,
         timeout=60,
     )
+
+
+def east(mesh):
+    return next(c for c in config.parse(mesh.config).clusters if c.name == "east")
 
 
 def verify_results(mesh) -> list:
@@ -271,3 +277,24 @@ def test_the_root_cannot_move_out_of_vault(mesh):
     clusters = [{k: v for k, v in c.items() if k != "vaultAuthPath"} for c in mesh.config["clusters"]]
     message = " ".join(refused_up(mesh, dict(mesh.config, certificates={}, clusters=clusters)).split())
     assert "'ca' cannot follow 'vault'" in message, message
+
+
+def test_a_login_vault_refuses_fails_up_and_mesh_verify_gives_vaults_reason(mesh):
+    """east's auth mount binds the role to another service account: cert-manager's login is
+    refused, `up` stops waiting for the Issuer, and `mesh verify` shows Vault's answer. Pointed
+    back, a rerun converges."""
+    mesh.lab.vault.setup_kubernetes_auth(
+        "east", "kubernetes-east-other", ROLE, "someone-else", "istio-system", [mesh.pki.policy]
+    )
+    good = mesh.config["clusters"]
+    wrong = [dict(c, vaultAuthPath="/v1/auth/kubernetes-east-other") if c["name"] == "east" else c for c in good]
+    message = refused_up(mesh, dict(mesh.config, clusters=wrong, readyTimeout="20s"))
+    assert "mesh-vault" in message, message[-2000:]
+    results = {r.item: r for r in check_issuance(mesh.custom("east"), config.parse(mesh.config), east(mesh))}
+    assert results["Issuer mesh-vault"].status == FAIL, results
+    assert "not authorized" in results["Issuer mesh-vault"].detail, results["Issuer mesh-vault"]
+    assert results["Certificate cacerts"].status == PASS  # the intermediate it has is still valid
+    update(mesh)
+    results = check_issuance(mesh.custom("east"), config.parse(mesh.config), east(mesh))
+    assert [r.status for r in results] == [PASS, PASS], results
+    assert f"Vault {mesh.lab.vault.address}" in results[0].detail and "renews it at" in results[1].detail

@@ -223,7 +223,9 @@ def test_the_command_runs_the_real_exec_and_reports_why_it_failed(mesh, tmp_path
         "  east     istio-remote-secret-cluster2  ok      opens west (network2) and may read what istiod reads\n"
         in done.stdout
     )
-    assert done.stdout.rstrip().endswith("the mesh is NOT working: 24 passed, 2 failed, 0 skipped")
+    # Skipped: cert-manager's issuance, on a mesh whose intermediates `up` issues.
+    assert "\ncert-manager issuance\n" in done.stdout and "certificates.backend is pulumi-tls" in done.stdout
+    assert done.stdout.rstrip().endswith("the mesh is NOT working: 24 passed, 2 failed, 1 skipped")
 
 
 # --- broken meshes ------------------------------------------------------------------------
