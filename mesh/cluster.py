@@ -4,7 +4,7 @@ reader identity and (optionally) sample apps, all through that cluster's own Kub
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import pulumi
@@ -63,7 +63,7 @@ class ClusterArgs:
     intermediate_validity_hours: int
     ready_timeout_seconds: int
     reader_token_rotation: str
-    vault_token: Optional[str] = None
+    vault_token: Optional[str] = field(default=None, repr=False)
     """The Vault token cert-manager signs with (`certificates.vault.token`), kept secret."""
 
 

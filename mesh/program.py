@@ -32,13 +32,15 @@ def checked_plan() -> MeshPlan:
     resource is registered (the read of the stack's own outputs is a read: it makes nothing)."""
     try:
         settings = stack_config()
+        check_secrets_are_secret(settings)
         unreachable_servers = {c.name: unreachable(c.admin_server) for c in settings.clusters if c.admin_server}
         warn_about_addresses(settings, unreachable_servers)
         check_prerequisites(settings, unreachable_servers)
         check_vault_mount(settings)
         warn_about_checkpoints(os.environ.get("PULUMI_SKIP_CHECKPOINTS", ""), pulumi.runtime.is_dry_run())
         now = datetime.datetime.now(datetime.timezone.utc)
-        plan = plan_mesh(settings, own_last_outputs(), now)
+        last = own_last_outputs()
+        plan = plan_mesh(settings, last, now, live_cacerts(settings, last, unreachable_servers))
         warn_about_released_cacerts(plan)
         warn_about_vault_root(settings, now)
         return plan
@@ -58,6 +60,17 @@ def build(plan: MeshPlan) -> Mesh:
 def stack_config() -> config.MeshConfig:
     """The running stack's `mesh:` configuration, checked."""
     return config.parse(config.mesh_keys(pulumi.runtime.config.CONFIG.get(), pulumi.get_project()))
+
+
+def check_secrets_are_secret(settings: config.MeshConfig) -> None:
+    """A Vault token given in plain text sits readable in the stack file (and its repository):
+    refused, naming the command that stores it encrypted. Pulumi marks the whole `mesh:certificates`
+    key secret when any value under it is."""
+    if settings.certificates.vault.token is not None and not pulumi.runtime.is_config_secret("mesh:certificates"):
+        raise config.ConfigError(
+            "config mesh:certificates.vault.token: given in plain text, so it is readable in the stack file; "
+            "expected a secret: pulumi config set --secret --path mesh:certificates.vault.token <token>"
+        )
 
 
 def own_last_outputs() -> dict[str, Any]:
@@ -150,6 +163,62 @@ def warn_about_vault_root(settings: config.MeshConfig, now: datetime.datetime) -
         warning = root_expiry_warning(certificates.vault, certificates.intermediate_validity_hours, now)
         if warning:
             pulumi.log.warn(warning)
+
+
+def live_cacerts(
+    settings: config.MeshConfig, last: dict[str, Any], unreachable_servers: dict[str, Optional[str]]
+) -> dict[str, Any]:
+    """Each reachable cluster's `cacerts` as it is, where cert-manager has or had a hand in it
+    (this backend, or the last one): whether the Secret exists, its type, whether it is owned by
+    a Certificate, whether that Certificate exists. The handover plans from these facts, not
+    from outputs alone (`mesh/plan/cacerts_handover.py`)."""
+    forms = last.get("cacertsForm") or {}
+    involved = settings.certificates.backend == "cert-manager" or last.get("certificateBackend") == "cert-manager"
+    if not involved and all(form == "istio" for form in forms.values()):
+        return {}
+    # Imported only here: the Kubernetes client costs import time on every run.
+    import kubernetes
+
+    from .verify.clients import connect
+
+    found = {}
+    for cluster in settings.clusters:
+        if unreachable_servers.get(cluster.name):
+            continue
+        try:
+            found[cluster.name] = _live_cacerts(kubernetes, connect(cluster, request_timeout=15))
+        except kubernetes.client.exceptions.ApiException as error:
+            raise config.ConfigError(
+                f"cluster {cluster.name} (context {cluster.context}): reading istio-system/cacerts and its Certificate "
+                f"answered {error.status} {error.reason}; a switch of certificate backend plans from them, so nothing "
+                "was changed: give the context read access to Secrets and cert-manager Certificates in istio-system"
+            ) from None
+    return found
+
+
+def _live_cacerts(kubernetes: Any, client: Any) -> Any:
+    from .plan.cacerts_handover import LiveCacerts
+    from .plan.cert_manager import API_VERSION, CACERTS
+    from .plan.names import ISTIO_NAMESPACE
+
+    try:
+        secret = kubernetes.client.CoreV1Api(client).read_namespaced_secret(CACERTS, ISTIO_NAMESPACE)
+    except kubernetes.client.exceptions.ApiException as error:
+        if error.status != 404:
+            raise
+        return LiveCacerts(None)
+    group, version = API_VERSION.split("/")
+    try:
+        kubernetes.client.CustomObjectsApi(client).get_namespaced_custom_object(
+            group, version, ISTIO_NAMESPACE, "certificates", CACERTS
+        )
+        certificate = True
+    except kubernetes.client.exceptions.ApiException as error:
+        if error.status != 404:  # no such Certificate, or no cert-manager at all
+            raise
+        certificate = False
+    owners = secret.metadata.owner_references or []
+    return LiveCacerts(secret.type, any(o.kind == "Certificate" for o in owners), certificate)
 
 
 def check_prerequisites(settings: config.MeshConfig, unreachable_servers: dict[str, Optional[str]]) -> None:

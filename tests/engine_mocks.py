@@ -139,19 +139,20 @@ async def resolve(value: Any) -> tuple[Any, bool]:
     return value, False
 
 
-def run_stack(raw: dict) -> Any:
+def run_stack(raw: dict, secret_keys: tuple[str, ...] = ()) -> Any:
     """Run the program's entry (`mesh.program`) as `pulumi up` would, under the mocks `install`
     put in place, on a stack whose `mesh:` config is `raw` (handed over as Pulumi does: scalars
     as text, the rest as JSON). Returns the stack's outputs."""
     from mesh import program
 
     pulumi.runtime.set_all_config(
-        {f"mesh:{key}": value if isinstance(value, str) else json.dumps(value) for key, value in raw.items()}
+        {f"mesh:{key}": value if isinstance(value, str) else json.dumps(value) for key, value in raw.items()},
+        list(secret_keys),
     )
     try:
         outputs, _ = run_program(lambda: program.build(program.checked_plan()).outputs())
     finally:
-        pulumi.runtime.set_all_config({})
+        pulumi.runtime.set_all_config({}, [])
     return outputs
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from mesh import config
 from mesh.config import ConfigError
+from mesh.plan.cacerts_handover import CacertsStep, LiveCacerts, cacerts_step, previous_steps
 
 from .test_mesh_graph import build, by_kind, cluster_of, providers
 
@@ -171,3 +172,36 @@ def test_a_switch_hands_the_programs_cacerts_over_once_cert_manager_wrote_it(eas
     # Once handed over, the next `up` registers it no more.
     _, registrations, _ = build(cert_manager(east_west), previous_outputs={"certificateBackend": "cert-manager"})
     assert by_kind(registrations, "Secret", "cacerts") == []
+
+
+def test_the_handover_plans_from_what_the_cluster_holds_when_it_answers():
+    """`LiveCacerts` (read by the program's entry) corrects what the outputs only remember."""
+    opaque, tls = CacertsStep("cert-manager", "Opaque"), "kubernetes.io/tls"
+    # A stack older than the outputs (its Secret was the program's, Opaque): the type is read.
+    guessed = previous_steps({"certificateBackend": "cert-manager"}, ("east",))["east"]
+    assert guessed == CacertsStep("cert-manager", tls)
+    live = LiveCacerts("Opaque", certificate=True)
+    assert cacerts_step(guessed, "pulumi-tls", live) == CacertsStep("released", "Opaque")
+    # A release whose Certificate is still there (its delete failed) is not over: nothing written.
+    released = CacertsStep("released", "Opaque")
+    assert cacerts_step(released, "pulumi-tls", LiveCacerts("Opaque", certificate=True)).form == "released"
+    assert cacerts_step(released, "pulumi-tls", LiveCacerts("Opaque")) == CacertsStep("tls", "Opaque")
+    # A cluster without the Secret is new to it, whatever the outputs say.
+    assert cacerts_step(opaque, "pulumi-tls", LiveCacerts(None)) == CacertsStep("istio", "Opaque")
+    assert cacerts_step(opaque, "cert-manager", LiveCacerts(None)) == CacertsStep("cert-manager", tls)
+    # A Secret made by hand in the tls form: taken over in that form.
+    assert cacerts_step(None, "pulumi-tls", LiveCacerts(tls)) == CacertsStep("tls", tls)
+    # Out of reach: the outputs are all there is.
+    assert cacerts_step(opaque, "pulumi-tls", None) == CacertsStep("released", "Opaque")
+
+
+def test_a_release_that_would_delete_cacerts_with_its_certificate_is_refused():
+    owned = LiveCacerts("kubernetes.io/tls", owned_by_certificate=True, certificate=True)
+    for previous in (CacertsStep("cert-manager", "kubernetes.io/tls"), CacertsStep("released", "kubernetes.io/tls")):
+        with pytest.raises(ConfigError) as refused:
+            cacerts_step(previous, "pulumi-tls", owned, "east")
+        message = str(refused.value)
+        assert "would delete cacerts on cluster east" in message and "--enable-certificate-owner-ref" in message
+        assert "/metadata/ownerReferences" in message
+    # Staying on cert-manager, the owner reference is cert-manager's business.
+    assert cacerts_step(CacertsStep("cert-manager", "kubernetes.io/tls"), "cert-manager", owned).form == "cert-manager"

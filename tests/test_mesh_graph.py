@@ -13,9 +13,9 @@ from mesh.plan.pki import CACERTS_KEYS
 from . import engine_mocks
 
 
-def build(raw: dict, preview: bool = False, previous_outputs: dict | None = None):
+def build(raw: dict, preview: bool = False, previous_outputs: dict | None = None, secret_keys: tuple[str, ...] = ()):
     monitor = engine_mocks.install(preview=preview, previous_outputs=previous_outputs)
-    outputs = engine_mocks.run_stack(raw)
+    outputs = engine_mocks.run_stack(raw, secret_keys)
     return config.parse(raw), monitor.registrations, outputs
 
 

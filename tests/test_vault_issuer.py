@@ -39,6 +39,10 @@ def pems(tmp_path_factory) -> dict[str, str]:
     return {name: (d / f"{name}.pem").read_text() for name in ("root", "other", "int")}
 
 
+# Where `pulumi config set --secret --path mesh:certificates.vault.token` puts the mark.
+SECRET = ("mesh:certificates",)
+
+
 def vault_mesh(raw: dict, root: str, **vault) -> dict:
     raw = copy.deepcopy(raw)
     settings = {"server": "https://vault.invalid:8200", "path": "pki/root/sign-intermediate", "rootCertificate": root}
@@ -48,7 +52,7 @@ def vault_mesh(raw: dict, root: str, **vault) -> dict:
 
 def test_token_auth_each_cluster_gets_a_vault_issuer_and_no_root_of_the_stack(east_west, pems):
     raw = vault_mesh(east_west, pems["root"], token="hvs.not-a-real-token", caBundle=pems["other"])
-    cfg, registrations, outputs = build(raw)
+    cfg, registrations, outputs = build(raw, secret_keys=SECRET)
     for cluster in cfg.clusters:
         mine = on_cluster(registrations, cluster.name)
         (secret,) = by_kind(mine, "Secret", "mesh-vault-token", "istio-system")
@@ -159,7 +163,7 @@ def test_the_mounts_chain_must_end_at_the_pinned_root(east_west, pems):
         check_chain(settings, pems["int"])
     with pytest.raises(ConfigError, match="has the root .*CN=other CA.*not the pinned root .*CN=root CA"):
         check_chain(settings, pems["other"])
-    with pytest.raises(ConfigError, match="answered no certificate chain"):
+    with pytest.raises(ConfigError, match="config mesh:certificates.vault.path: .*answered no certificate chain"):
         check_chain(settings, "")
 
 
@@ -176,7 +180,7 @@ def test_the_root_never_changes_source_on_a_stack(east_west, pems):
         check_root_source({"certificateIssuer": "vault", "rootCertificate": pems["other"]}, "vault", vault)
     # Refused by the program too, before anything is registered.
     with pytest.raises(Exception, match="'vault' cannot follow a root this stack made"):
-        build(vault_mesh(east_west, pems["root"], token="t"), previous_outputs=stack_root)
+        build(vault_mesh(east_west, pems["root"], token="t"), previous_outputs=stack_root, secret_keys=SECRET)
 
 
 def test_a_vault_root_expiring_within_an_intermediates_life_is_said(east_west, pems):
@@ -188,3 +192,12 @@ def test_a_vault_root_expiring_within_an_intermediates_life_is_said(east_west, p
     assert warning is not None and "Vault's root (CN=root CA,O=Example) expires" in warning
     assert "in 29 days" in warning or "in 30 days" in warning
     assert "Vault cuts each intermediate at the root's expiry" in warning
+
+
+def test_a_token_in_plain_text_is_refused_before_anything(east_west, pems):
+    with pytest.raises(Exception) as refused:
+        build(vault_mesh(east_west, pems["root"], token="hvs.plain-text-token"))
+    message = str(refused.value)
+    assert "config mesh:certificates.vault.token: given in plain text" in message
+    assert "pulumi config set --secret --path mesh:certificates.vault.token" in message
+    assert "hvs.plain-text-token" not in message

@@ -35,11 +35,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
+from ..config import ConfigError
+
 ISTIO, CERT_MANAGER, RELEASED, TLS = "istio", "cert-manager", "released", "tls"
 FORMS = (ISTIO, CERT_MANAGER, RELEASED, TLS)
 PROGRAMS = (ISTIO, TLS)
 """The forms of a `cacerts` the program writes."""
 OPAQUE, KUBERNETES_TLS = "Opaque", "kubernetes.io/tls"
+
+
+@dataclass(frozen=True)
+class LiveCacerts:
+    """What a reachable cluster holds now (read by the program's entry): the facts the outputs
+    can only remember, and may remember wrong (a stack older than them; an `up` that failed after
+    they were written)."""
+
+    secret_type: Optional[str]
+    """The type of `istio-system/cacerts`; None when there is no such Secret."""
+    owned_by_certificate: bool = False
+    """cert-manager's `--enable-certificate-owner-ref`: the Secret goes with its Certificate."""
+    certificate: bool = False
+    """cert-manager's Certificate `cacerts` exists (its CRD too)."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +91,33 @@ def previous_steps(last_outputs: Mapping[str, Any], clusters: tuple[str, ...]) -
     }
 
 
-def cacerts_step(previous: Optional[CacertsStep], backend: str) -> CacertsStep:
-    """What this `up` does with one cluster's `cacerts` (the table above)."""
+def cacerts_step(
+    previous: Optional[CacertsStep], backend: str, live: Optional[LiveCacerts] = None, cluster: str = ""
+) -> CacertsStep:
+    """What this `up` does with one cluster's `cacerts` (the table above). `live` is what the
+    cluster holds, None when it is out of reach (then the outputs are all there is): a cluster
+    without the Secret is new to it, the Secret's type is the one it has, and a release is only
+    over once the Certificate is gone."""
+    if live is not None:
+        if live.secret_type is None:
+            previous = None
+        elif previous is None:
+            # A Secret the outputs do not know (made by hand, or by an older version).
+            form = TLS if live.secret_type == KUBERNETES_TLS else ISTIO
+            previous = CacertsStep(CERT_MANAGER if live.certificate else form, live.secret_type)
+        else:
+            previous = CacertsStep(previous.form, live.secret_type)
+        releasing = previous is not None and previous.form in (CERT_MANAGER, RELEASED) and backend != "cert-manager"
+        if releasing and live.owned_by_certificate:
+            raise ConfigError(
+                f"config mesh:certificates.backend: {backend!r} would delete cacerts on cluster {cluster}: it is "
+                "owned by cert-manager's Certificate (cert-manager runs with --enable-certificate-owner-ref), and "
+                "releasing it deletes the Certificate. Remove the owner reference first (kubectl -n istio-system "
+                'patch secret cacerts --type=json -p \'[{"op":"remove","path":"/metadata/ownerReferences"}]\'), '
+                "with the flag off, then run `up` again"
+            )
+        if previous is not None and previous.form == RELEASED and live.certificate and backend != "cert-manager":
+            return CacertsStep(RELEASED, previous.secret_type)  # its delete has not happened yet
     if previous is None:
         return CacertsStep(CERT_MANAGER, KUBERNETES_TLS) if backend == "cert-manager" else CacertsStep(ISTIO)
     kept = previous.secret_type

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from ..config import ClusterConfig, ConfigError, MeshConfig
-from .cacerts_handover import ISTIO, RELEASED, CacertsStep, cacerts_step, previous_steps
+from .cacerts_handover import ISTIO, RELEASED, CacertsStep, LiveCacerts, cacerts_step, previous_steps
 from .cert_manager import Issuance, issuance
 from .control_plane import istio_cni_manifest, istio_manifest, istio_system_manifest, namespace_manifest
 from .gateway import cross_network_gateway_manifest, eastwest_gateway_manifests, source_ranges
@@ -89,14 +89,23 @@ def _cluster(mesh: MeshConfig, cluster: ClusterConfig, sources: tuple[str, ...],
     )
 
 
-def plan_mesh(config: MeshConfig, last_outputs: Mapping[str, Any], now: datetime.datetime) -> MeshPlan:
+def plan_mesh(
+    config: MeshConfig,
+    last_outputs: Mapping[str, Any],
+    now: datetime.datetime,
+    live: Optional[Mapping[str, LiveCacerts]] = None,
+) -> MeshPlan:
     """The plan, or a ConfigError: an open gateway, a root step out of order or too early, a
-    changed root setting. `last_outputs` holds the stack's LAST_OUTPUTS (absent on a new stack)."""
+    changed root setting. `last_outputs` holds the stack's LAST_OUTPUTS (absent on a new stack);
+    `live` each reachable cluster's `cacerts` as it is (`cacerts_handover.LiveCacerts`)."""
     sources = {c.name: source_ranges(config, c) for c in config.clusters}
     certificates = config.certificates
     check_root_source(dict(last_outputs), certificates.issuer, certificates.vault)
     previous_cacerts = previous_steps(last_outputs, tuple(c.name for c in config.clusters))
-    steps = {name: cacerts_step(step, certificates.backend) for name, step in previous_cacerts.items()}
+    steps = {
+        name: cacerts_step(step, certificates.backend, (live or {}).get(name), name)
+        for name, step in previous_cacerts.items()
+    }
     _check_rotation_form(certificates.root_rotation, steps)
     roots: Optional[RootPlan] = None
     root_state: Optional[dict[str, Any]] = None

@@ -124,7 +124,11 @@ def check_chain(vault: VaultConfig, chain_pem: str) -> None:
     except ValueError:
         chain = []
     if not chain:
-        raise ConfigError(f"{where} answered no certificate chain ({chain_url(vault)}); a PKI mount with an issuer")
+        raise ConfigError(
+            f"config mesh:certificates.vault.path: {vault.path!r}: the mount {mount(vault)!r} at {vault.server} answered "
+            f"no certificate chain ({chain_url(vault)}); expected a PKI mount with an issuer (a root generated or "
+            "an intermediate set-signed)"
+        )
     pinned = x509.load_pem_x509_certificate(str(vault.root_certificate).encode())
     top = chain[-1]
     if top.subject != top.issuer:

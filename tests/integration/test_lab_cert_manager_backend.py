@@ -27,6 +27,7 @@ from .conftest import (
     deploy,
     openssl,
     plugged_in_ca,
+    refused_up,
     update,
     wait_for,
 )
@@ -180,7 +181,23 @@ def test_back_to_pulumi_tls_in_two_ups_in_place_under_the_same_root(tls_mesh, tm
     and the root's Secret go, the Secret stays as cert-manager left it), the second takes it over
     in the tls form. The Secret is never deleted, the root never changes, istiod signs throughout."""
     root = tls_mesh.outputs["rootCertificate"]
+    # cert-manager with --enable-certificate-owner-ref puts this on its Secret: the release would
+    # delete cacerts with the Certificate (the lab's garbage collector would), so it is refused.
+    owned = certificate(tls_mesh, "west")
+    reference = {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "name": "cacerts",
+        "uid": owned["metadata"]["uid"],
+    }
+    core = tls_mesh.core("west")
+    core.patch_namespaced_secret("cacerts", "istio-system", {"metadata": {"ownerReferences": [reference]}})
     before = {cluster: cacerts(tls_mesh, cluster) for cluster in CLUSTERS}
+    message = " ".join(refused_up(tls_mesh, dict(tls_mesh.config, certificates={})).split())
+    assert "would delete cacerts on cluster west" in message and "--enable-certificate-owner-ref" in message, message
+    assert {cluster: cacerts(tls_mesh, cluster) for cluster in CLUSTERS} == before
+    assert certificate(tls_mesh, "west")["metadata"]["uid"] == owned["metadata"]["uid"]
+    core.patch_namespaced_secret("cacerts", "istio-system", [{"op": "remove", "path": "/metadata/ownerReferences"}])
     update(tls_mesh, certificates={})
     assert tls_mesh.outputs["cacertsForm"] == {cluster: "released" for cluster in CLUSTERS}
     for cluster in CLUSTERS:
