@@ -101,7 +101,7 @@ class MeshCluster(pulumi.ComponentResource):
                 child,
             )
             # None while cert-manager releases the Secret: taken over in the next `up`.
-            cacerts = self.ca.cacerts(roots.trust_bundle, plan.cacerts.form) if plan.cacerts.form in PROGRAMS else None
+            cacerts = self.ca.cacerts(roots.trust_bundle, step.form) if step.form in PROGRAMS else None
         self.control_plane = ControlPlane(
             name,
             ControlPlaneArgs(

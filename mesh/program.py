@@ -35,12 +35,14 @@ def checked_plan() -> MeshPlan:
         check_secrets_are_secret(settings)
         unreachable_servers = {c.name: unreachable(c.admin_server) for c in settings.clusters if c.admin_server}
         warn_about_addresses(settings, unreachable_servers)
-        check_prerequisites(settings, unreachable_servers)
+        last = own_last_outputs()
+        # One client per reachable cluster, made only where cert-manager has or had a hand in cacerts.
+        clients = reachable_clients(settings, unreachable_servers) if cert_manager_involved(settings, last) else {}
+        check_prerequisites(settings, clients)
         check_vault_mount(settings)
         warn_about_checkpoints(os.environ.get("PULUMI_SKIP_CHECKPOINTS", ""), pulumi.runtime.is_dry_run())
         now = datetime.datetime.now(datetime.timezone.utc)
-        last = own_last_outputs()
-        plan = plan_mesh(settings, last, now, live_cacerts(settings, last, unreachable_servers))
+        plan = plan_mesh(settings, last, now, live_cacerts(settings, clients))
         warn_about_released_cacerts(plan)
         warn_about_vault_root(settings, now)
         return plan
@@ -165,28 +167,36 @@ def warn_about_vault_root(settings: config.MeshConfig, now: datetime.datetime) -
             pulumi.log.warn(warning)
 
 
-def live_cacerts(
-    settings: config.MeshConfig, last: dict[str, Any], unreachable_servers: dict[str, Optional[str]]
-) -> dict[str, Any]:
-    """Each reachable cluster's `cacerts` as it is, where cert-manager has or had a hand in it
-    (this backend, or the last one): whether the Secret exists, its type, whether it is owned by
-    a Certificate, whether that Certificate exists. The handover plans from these facts, not
-    from outputs alone (`mesh/plan/cacerts_handover.py`)."""
-    forms = last.get("cacertsForm") or {}
-    involved = settings.certificates.backend == "cert-manager" or last.get("certificateBackend") == "cert-manager"
-    if not involved and all(form == "istio" for form in forms.values()):
-        return {}
-    # Imported only here: the Kubernetes client costs import time on every run.
-    import kubernetes
+def cert_manager_involved(settings: config.MeshConfig, last: dict[str, Any]) -> bool:
+    """cert-manager has a hand in some `cacerts`: this backend, the last one, or a form of its."""
+    forms = (last.get("cacertsForm") or {}).values()
+    backends = (settings.certificates.backend, last.get("certificateBackend"))
+    return "cert-manager" in backends or any(form != "istio" for form in forms)
 
+
+def reachable_clients(settings: config.MeshConfig, unreachable_servers: dict[str, Optional[str]]) -> dict[str, Any]:
+    """A Kubernetes client for each cluster this machine reaches (the others were warned about)."""
+    # Imported only here: the Kubernetes client costs import time on every run.
     from .verify.clients import connect
+
+    return {c.name: connect(c, request_timeout=15) for c in settings.clusters if not unreachable_servers.get(c.name)}
+
+
+def live_cacerts(settings: config.MeshConfig, clients: dict[str, Any]) -> dict[str, Any]:
+    """Each reachable cluster's `cacerts` as it is, where cert-manager has or had a hand in it
+    (`clients`: `cert_manager_involved`): whether the Secret exists, its type, whether it is
+    owned by a Certificate, whether that Certificate exists. The handover plans from these facts,
+    not from outputs alone (`mesh/plan/cacerts_handover.py`)."""
+    if not clients:
+        return {}
+    import kubernetes
 
     found = {}
     for cluster in settings.clusters:
-        if unreachable_servers.get(cluster.name):
+        if cluster.name not in clients:
             continue
         try:
-            found[cluster.name] = _live_cacerts(kubernetes, connect(cluster, request_timeout=15))
+            found[cluster.name] = _live_cacerts(kubernetes, clients[cluster.name])
         except kubernetes.client.exceptions.ApiException as error:
             raise config.ConfigError(
                 f"cluster {cluster.name} (context {cluster.context}): reading istio-system/cacerts and its Certificate "
@@ -221,24 +231,22 @@ def _live_cacerts(kubernetes: Any, client: Any) -> Any:
     return LiveCacerts(secret.type, any(o.kind == "Certificate" for o in owners), certificate)
 
 
-def check_prerequisites(settings: config.MeshConfig, unreachable_servers: dict[str, Optional[str]]) -> None:
+def check_prerequisites(settings: config.MeshConfig, clients: dict[str, Any]) -> None:
     """With `certificates.backend: cert-manager`, cert-manager must be installed on every cluster
-    this machine reaches (its CRDs; like the Sail operator, it is the cluster's, not ours):
-    refused before anything is made anywhere, naming each cluster that lacks it. A cluster out
-    of reach was warned about already and cannot be checked."""
+    this machine reaches (`clients`; its CRDs; like the Sail operator, it is the cluster's, not
+    ours): refused before anything is made anywhere, naming each cluster that lacks it. A cluster
+    out of reach was warned about already and cannot be checked."""
     if settings.certificates.backend != "cert-manager":
         return
-    # Imported only here: the Kubernetes client costs import time on every run.
     import kubernetes
 
     from .plan.cert_manager import REQUIRED_CRDS
-    from .verify.clients import connect
 
     problems = []
     for cluster in settings.clusters:
-        if unreachable_servers.get(cluster.name):
+        if cluster.name not in clients:
             continue
-        definitions = kubernetes.client.ApiextensionsV1Api(connect(cluster, request_timeout=15))
+        definitions = kubernetes.client.ApiextensionsV1Api(clients[cluster.name])
         missing = []
         for name in REQUIRED_CRDS:
             try:

@@ -178,19 +178,15 @@ def _root_certificate(value: Any) -> str:
     return value
 
 
-def _vault_path(pattern: str) -> Callable[[Any], str]:
+def _matching(pattern: str) -> Callable[[Any], str]:
+    """Text that matches `pattern` whole."""
+
     def convert(value: Any) -> str:
         if not isinstance(value, str) or not re.fullmatch(pattern, value):
             raise Refused()
         return value
 
     return convert
-
-
-def _service_account(value: Any) -> str:
-    if not isinstance(value, str) or not re.fullmatch(_SERVICE_ACCOUNT, value):
-        raise Refused()
-    return value
 
 
 def _istio_version(value: Any) -> str:
@@ -251,12 +247,12 @@ VAULT_SIGN_PATH = Kind(
     "the path of a PKI mount's sign-intermediate endpoint, without /v1/, e.g. 'pki/root/sign-intermediate' "
     "(the only Vault endpoint that signs a CA certificate; a role's pki/sign/<role> does not)",
     {"type": "string", "pattern": f"^{_VAULT_SIGN_PATH}$"},
-    _vault_path(_VAULT_SIGN_PATH),
+    _matching(_VAULT_SIGN_PATH),
 )
 VAULT_AUTH_PATH = Kind(
     "the path of a Kubernetes auth mount, e.g. '/v1/auth/kubernetes-east'",
     {"type": "string", "pattern": f"^{_VAULT_AUTH_PATH}$"},
-    _vault_path(_VAULT_AUTH_PATH),
+    _matching(_VAULT_AUTH_PATH),
 )
 CA_BUNDLE = Kind(
     "PEM certificates (-----BEGIN CERTIFICATE----- ...)",
@@ -271,7 +267,7 @@ ROOT_CERTIFICATE = Kind(
 SERVICE_ACCOUNT = Kind(
     "a service account as namespace/name, e.g. 'cert-manager/cert-manager'",
     {"type": "string", "pattern": f"^{_SERVICE_ACCOUNT}$"},
-    _service_account,
+    _matching(_SERVICE_ACCOUNT),
 )
 SECRET_TEXT = Kind(
     "a non-empty string (set it with `pulumi config set --secret`)",

@@ -8,13 +8,12 @@ and either returns the plan or raises a ConfigError, so a refused `up` makes not
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from ..config import ClusterConfig, ConfigError, MeshConfig
-from .cacerts_handover import ISTIO, RELEASED, CacertsStep, LiveCacerts, cacerts_step, previous_steps
+from .cacerts_handover import RELEASED, CacertsStep, LiveCacerts, cacerts_step, previous_steps
 from .cert_manager import Issuance, issuance
 from .control_plane import istio_cni_manifest, istio_manifest, istio_system_manifest, namespace_manifest
 from .gateway import cross_network_gateway_manifest, eastwest_gateway_manifests, source_ranges
@@ -54,7 +53,7 @@ class ClusterPlan:
     samples: Optional[list[dict[str, Any]]]
     issued_intermediate: Optional[Issuance]
     """What cert-manager issues `cacerts` from (backend cert-manager), else None."""
-    cacerts: CacertsStep = CacertsStep(ISTIO)
+    cacerts: CacertsStep
     """Who owns `cacerts` after this `up`, in which form, and what it hands over
     (`mesh/plan/cacerts_handover.py`)."""
 
@@ -71,7 +70,9 @@ class MeshPlan:
     """(source, holder) cluster names: `holder` gets a secret to read `source`."""
 
 
-def _cluster(mesh: MeshConfig, cluster: ClusterConfig, sources: tuple[str, ...], generation: int) -> ClusterPlan:
+def _cluster(
+    mesh: MeshConfig, cluster: ClusterConfig, sources: tuple[str, ...], generation: int, cacerts: CacertsStep
+) -> ClusterPlan:
     return ClusterPlan(
         config=cluster,
         intermediate_generation=generation,
@@ -86,6 +87,7 @@ def _cluster(mesh: MeshConfig, cluster: ClusterConfig, sources: tuple[str, ...],
         issued_intermediate=issuance(cluster, mesh.certificates)
         if mesh.certificates.backend == "cert-manager"
         else None,
+        cacerts=cacerts,
     )
 
 
@@ -118,10 +120,7 @@ def plan_mesh(
     renewal = last_outputs.get("intermediateRenewal") or {}
     early = certificates.intermediate_early_renewal_hours
     clusters = tuple(
-        dataclasses.replace(
-            _cluster(config, c, sources[c.name], renewal_generation(renewal.get(c.name), early, now)),
-            cacerts=steps[c.name],
-        )
+        _cluster(config, c, sources[c.name], renewal_generation(renewal.get(c.name), early, now), steps[c.name])
         for c in config.clusters
     )
     pairs = tuple((source.name, holder.name) for source, holder in remote_secret_pairs(config.clusters))

@@ -10,13 +10,21 @@ from ..plan import gateway
 from ..config import ClusterConfig, MeshConfig
 from ..plan.control_plane import istio_cni_manifest, istio_manifest
 from ..plan.names import ISTIO_NAMESPACE, istiod_deployment_name
-from .results import CONTROL_PLANE, FAIL, GATEWAY, ISTIOD, NO_NODE, RECREATE, SKIP, Result, _not_found, _result
+from .results import (
+    CONTROL_PLANE,
+    FAIL,
+    GATEWAY,
+    ISTIOD,
+    NO_NODE,
+    RECREATE,
+    SKIP,
+    Result,
+    _not_found,
+    _result,
+    conditions,
+)
 
 # --- control plane: Istio, IstioCNI, istiod -----------------------------------------------
-
-
-def _conditions(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    return {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
 
 
 def _sail_object(custom, manifest: Mapping[str, Any]) -> dict:
@@ -43,7 +51,7 @@ def check_control_plane(custom, mesh: MeshConfig, cluster: ClusterConfig) -> lis
             results.append(Result(CONTROL_PLANE, cluster.name, item, FAIL, f"not found: {RECREATE}"))
             continue
         status = obj.get("status") or {}
-        ready = _conditions(obj).get("Ready", {})
+        ready = conditions(obj).get("Ready", {})
         problems = []
         if status.get("observedGeneration") != obj["metadata"].get("generation"):
             problems.append(

@@ -12,15 +12,14 @@ from kubernetes.client.exceptions import ApiException
 from ..config import ClusterConfig, MeshConfig
 from ..plan.cert_manager import issuance
 from ..plan.names import ISTIO_NAMESPACE
-from .results import FAIL, ISSUANCE, RECREATE, SKIP, Result, _not_found, _result
+from .results import FAIL, ISSUANCE, RECREATE, SKIP, Result, _not_found, _result, conditions
 
 NOT_CERT_MANAGER = Result(ISSUANCE, "-", "-", SKIP, "certificates.backend is pulumi-tls: `up` issues the intermediates")
 
 
 def _ready(obj: Mapping[str, Any]) -> tuple[Mapping[str, Any], list[str]]:
     """The Ready condition, and what is wrong with it for the object's current spec."""
-    conditions = {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
-    ready = conditions.get("Ready", {})
+    ready = conditions(obj).get("Ready", {})
     said = ": ".join(filter(None, (ready.get("reason"), ready.get("message"))))
     if ready.get("status") != "True":
         return ready, [f"not Ready: {said or 'no Ready condition yet: is cert-manager running?'}"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import urllib3
 from kubernetes.client.exceptions import ApiException
@@ -91,6 +91,11 @@ def api_error(error: Exception) -> str:
     if isinstance(error, urllib3.exceptions.MaxRetryError):
         return f"cannot reach the API server: {error.reason}"
     return f"{type(error).__name__}: {error}"
+
+
+def conditions(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """A Kubernetes object's status conditions by type (Sail's and cert-manager's alike)."""
+    return {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
 
 
 def _not_found(error: Exception) -> bool:
