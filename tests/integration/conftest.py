@@ -7,6 +7,7 @@ interrupted (the fixture's finaliser, and `Lab.down` kills by the lab's director
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from typing import Any, Callable
 
 import kubernetes
 import yaml
+from cryptography import x509
 from pulumi import automation as auto
 
 from lab.lab import Lab
@@ -250,6 +252,45 @@ def plugged_in_ca(files: dict[str, str]) -> tuple[str, str]:
     if "tls.crt" in files:
         return files["ca.crt"], files["tls.crt"].split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----"
     return files["root-cert.pem"], files["ca-cert.pem"]
+
+
+# --- cert-manager's Certificate `cacerts` --------------------------------------------------
+
+
+def certificate(mesh: DeployedMesh, cluster: str) -> dict:
+    """The cluster's cert-manager Certificate `cacerts`."""
+    return mesh.custom(cluster).get_namespaced_custom_object(
+        "cert-manager.io", "v1", "istio-system", "certificates", "cacerts"
+    )
+
+
+def intermediate(files: dict[str, str]) -> x509.Certificate:
+    """The intermediate istiod signs with, from `cacerts` files in either form."""
+    return x509.load_pem_x509_certificate(plugged_in_ca(files)[1].encode())
+
+
+def renew(mesh: DeployedMesh, cluster: str) -> x509.Certificate:
+    """A renewal as `cmctl renew` asks for one (the Issuing condition, ManuallyTriggered); returns
+    the new intermediate once it is in `cacerts`."""
+    before = intermediate(cacerts(mesh, cluster))
+    current = certificate(mesh, cluster)
+    current["status"]["conditions"] = [c for c in current["status"]["conditions"] if c["type"] != "Issuing"] + [
+        {
+            "type": "Issuing",
+            "status": "True",
+            "reason": "ManuallyTriggered",
+            "message": "Certificate re-issuance manually triggered",
+            "lastTransitionTime": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    ]
+    mesh.custom(cluster).replace_namespaced_custom_object_status(
+        "cert-manager.io", "v1", "istio-system", "certificates", "cacerts", current
+    )
+    return wait_for(
+        f"cert-manager to reissue {cluster}'s intermediate",
+        lambda: (now := intermediate(cacerts(mesh, cluster))).serial_number != before.serial_number and now,
+        timeout=60,
+    )
 
 
 def assert_istiods_sign_for_the_whole_mesh(mesh: DeployedMesh, clusters: list[str], directory: Path) -> None:

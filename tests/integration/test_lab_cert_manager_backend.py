@@ -23,13 +23,15 @@ from mesh.verify.issuance import check_issuance
 from .conftest import (
     assert_istiods_sign_for_the_whole_mesh,
     cacerts,
+    certificate,
     changes,
     deploy,
+    intermediate,
     openssl,
     plugged_in_ca,
     refused_up,
+    renew,
     update,
-    wait_for,
 )
 
 CLUSTERS = ["east", "west"]
@@ -39,16 +41,6 @@ CERTIFICATES = {"backend": "cert-manager", "intermediateValidityHours": 720, "in
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
     yield from deploy("cert-manager", CLUSTERS, tmp_path_factory, certificates=CERTIFICATES)
-
-
-def certificate(mesh, cluster: str) -> dict:
-    return mesh.custom(cluster).get_namespaced_custom_object(
-        "cert-manager.io", "v1", "istio-system", "certificates", "cacerts"
-    )
-
-
-def intermediate(files: dict[str, str]) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(plugged_in_ca(files)[1].encode())
 
 
 def test_up_waits_for_each_intermediate_issued_by_cert_manager_under_the_mesh_root(mesh, tmp_path):
@@ -97,28 +89,8 @@ def test_each_istiod_signs_with_its_cert_manager_intermediate_for_the_whole_mesh
 def test_cert_manager_renews_without_up_and_istiod_takes_the_new_intermediate(mesh, tmp_path):
     """A renewal as `cmctl renew` asks for one (the Issuing condition, ManuallyTriggered): a new
     intermediate in the same Secret, which istiod signs with, and `up` has nothing to do."""
-    cluster = "east"
-    before = intermediate(cacerts(mesh, cluster))
-    current = certificate(mesh, cluster)
-    conditions = [c for c in current["status"]["conditions"] if c["type"] != "Issuing"]
-    conditions.append(
-        {
-            "type": "Issuing",
-            "status": "True",
-            "reason": "ManuallyTriggered",
-            "message": "Certificate re-issuance manually triggered",
-            "lastTransitionTime": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-    )
-    current["status"]["conditions"] = conditions
-    mesh.custom(cluster).replace_namespaced_custom_object_status(
-        "cert-manager.io", "v1", "istio-system", "certificates", "cacerts", current
-    )
-    renewed = wait_for(
-        "cert-manager to reissue east's intermediate",
-        lambda: (now := intermediate(cacerts(mesh, cluster))).serial_number != before.serial_number and now,
-        timeout=60,
-    )
+    before = intermediate(cacerts(mesh, "east"))
+    renewed = renew(mesh, "east")
     assert renewed.public_key().public_numbers() != before.public_key().public_numbers()  # rotationPolicy Always
     assert_istiods_sign_for_the_whole_mesh(mesh, CLUSTERS, tmp_path)
     assert changes(mesh.stack.preview(color="never")) == {}

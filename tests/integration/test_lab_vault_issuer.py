@@ -30,10 +30,13 @@ from .conftest import (
     DeployedMesh,
     assert_istiods_sign_for_the_whole_mesh,
     cacerts,
+    certificate,
     changes,
+    intermediate,
     openssl,
     plugged_in_ca,
     refused_up,
+    renew,
     update,
     wait_for,
 )
@@ -91,12 +94,6 @@ def stack_file_value(stack_name: str, key: str):
     return document["config"]["mesh:certificates"]["vault"][key]
 
 
-def certificate(mesh, cluster: str) -> dict:
-    return mesh.custom(cluster).get_namespaced_custom_object(
-        "cert-manager.io", "v1", "istio-system", "certificates", "cacerts"
-    )
-
-
 def issuer(mesh, cluster: str) -> dict:
     return mesh.custom(cluster).get_namespaced_custom_object(
         "cert-manager.io", "v1", "istio-system", "issuers", "mesh-vault"
@@ -109,33 +106,6 @@ def issuer_ready(mesh, cluster: str) -> bool:
     ready = [c for c in current.get("status", {}).get("conditions", []) if c["type"] == "Ready"]
     generation = current["metadata"]["generation"]
     return bool(ready) and ready[0]["status"] == "True" and ready[0].get("observedGeneration") == generation
-
-
-def intermediate(files: dict[str, str]) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(plugged_in_ca(files)[1].encode())
-
-
-def renew(mesh, cluster: str) -> x509.Certificate:
-    """A renewal as `cmctl renew` asks for one; returns the new intermediate."""
-    before = intermediate(cacerts(mesh, cluster))
-    current = certificate(mesh, cluster)
-    current["status"]["conditions"] = [c for c in current["status"]["conditions"] if c["type"] != "Issuing"] + [
-        {
-            "type": "Issuing",
-            "status": "True",
-            "reason": "ManuallyTriggered",
-            "message": "Certificate re-issuance manually triggered",
-            "lastTransitionTime": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-    ]
-    mesh.custom(cluster).replace_namespaced_custom_object_status(
-        "cert-manager.io", "v1", "istio-system", "certificates", "cacerts", current
-    )
-    return wait_for(
-        f"cert-manager to reissue {cluster}'s intermediate through Vault",
-        lambda: (now := intermediate(cacerts(mesh, cluster))).serial_number != before.serial_number and now,
-        timeout=60,
-    )
 
 
 def east(mesh):
