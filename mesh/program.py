@@ -35,13 +35,16 @@ def checked_plan() -> MeshPlan:
         check_secrets_are_secret(settings)
         unreachable_servers = {c.name: unreachable(c.admin_server) for c in settings.clusters if c.admin_server}
         warn_about_addresses(settings, unreachable_servers)
-        last = own_last_outputs()
-        # One client per reachable cluster, made only where cert-manager has or had a hand in cacerts.
-        clients = reachable_clients(settings, unreachable_servers) if cert_manager_involved(settings, last) else {}
+        # One client per reachable cluster, made only where cert-manager has or had a hand in cacerts:
+        # this backend (checked before the stack's outputs are read), or the last one.
+        clients = reachable_clients(settings, unreachable_servers) if cert_manager_involved(settings, {}) else {}
         check_prerequisites(settings, clients)
         check_vault_mount(settings)
         warn_about_checkpoints(os.environ.get("PULUMI_SKIP_CHECKPOINTS", ""), pulumi.runtime.is_dry_run())
         now = datetime.datetime.now(datetime.timezone.utc)
+        last = own_last_outputs()
+        if not clients and cert_manager_involved(settings, last):
+            clients = reachable_clients(settings, unreachable_servers)
         plan = plan_mesh(settings, last, now, live_cacerts(settings, clients))
         warn_about_released_cacerts(plan)
         warn_about_vault_root(settings, now)
