@@ -9,4 +9,14 @@ cd "$(dirname "$0")"
 python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -e .  # the `mesh` command
+# The lab's network and its pods' traffic capture (istio-init's rules) are iptables rules in
+# network namespaces the lab makes: Debian's iptables package (the lab runs as root).
+if ! command -v iptables-restore >/dev/null; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables >/dev/null
+    echo "toolchain: iptables: installed with apt-get" >&2
+  else
+    echo "setup.sh: the lab needs iptables (as root: apt-get install iptables)" >&2
+  fi
+fi
 bash toolchain/install.sh .venv

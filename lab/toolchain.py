@@ -11,8 +11,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 KUBERNETES = ("etcd", "kube-apiserver", "kube-controller-manager")
-ISTIO = ("pilot-discovery", "istioctl")
+ISTIO = ("pilot-discovery", "istioctl", "pilot-agent")
 CERT_MANAGER = ("cert-manager-controller",)
+KUBELET_API = ("lab-kubelet-api",)
 
 
 VERSIONS = REPO / "toolchain" / "versions.env"
@@ -57,14 +58,30 @@ def kubernetes_binaries() -> dict[str, str]:
 
 
 def istio_binaries() -> dict[str, str]:
-    """Istio's pilot-discovery (istiod) and istioctl (toolchain/istio.sh)."""
+    """Istio's pilot-discovery (istiod), istioctl and pilot-agent (toolchain/istio.sh)."""
     return _find("istio.sh", ISTIO)
+
+
+def istio_proxy_files() -> dict[str, Path]:
+    """What Istio's proxyv2 image holds beside pilot-agent and Envoy, by its path in the image
+    (toolchain/istio.sh gathers it from the Istio module: Envoy's bootstrap template)."""
+    dirs = _script_dirs("istio.sh")
+    if not dirs:
+        raise RuntimeError("Istio's proxy files come from toolchain/istio.sh, which this checkout lacks")
+    image = Path(dirs[0]).parent / "proxyv2"
+    return {str(f.relative_to(image)): f for f in sorted(image.rglob("*")) if f.is_file()}
 
 
 def cert_manager_binaries() -> dict[str, str]:
     """cert-manager's controller: our main over the cert-manager module's controllers
     (toolchain/cert-manager.sh)."""
     return _find("cert-manager.sh", CERT_MANAGER)
+
+
+def kubelet_api_binaries() -> dict[str, str]:
+    """The lab node's kubelet HTTPS API (exec and logs): our main over virtual-kubelet's node/api
+    (toolchain/kubelet-api.sh)."""
+    return _find("kubelet-api.sh", KUBELET_API)
 
 
 def cert_manager_crds() -> Path:

@@ -1,8 +1,8 @@
 """Our own Go (toolchain/go/: the language host stand-in, the bridged tls and random plugins, the
-cert-manager controller's main) is Go a Go programmer's tools accept: gofmt finds nothing to
-change, and `go vet` passes on the modules exactly as toolchain/pulumi.sh and
-toolchain/cert-manager.sh build them (`--write-src`: their go.mod files given versions.env's
-versions), offline, from the module cache the toolchain's build filled.
+cert-manager controller's main, the lab kubelet API's main) is Go a Go programmer's tools accept:
+gofmt finds nothing to change, and `go vet` passes on the modules exactly as toolchain/pulumi.sh,
+toolchain/cert-manager.sh and toolchain/kubelet-api.sh build them (`--write-src`: their go.mod
+files given versions.env's versions), offline, from the module cache the toolchain's build filled.
 
 A machine that got the Pulumi pieces without building them (an official pulumi, downloaded
 plugins) has no module cache for those: there their tests are skipped, saying so. Where setup.sh
@@ -24,10 +24,11 @@ CACHE = Path(os.environ.get("MESH_TOOLCHAIN_CACHE") or Path.home() / ".cache" / 
 
 
 def built_here(piece: str) -> bool:
-    """The toolchain built `piece` (langhost, tls, random, cert-manager) from toolchain/go/ here:
-    pulumi.sh keeps a source stamp beside each binary, cert-manager.sh its `.complete` stamp."""
-    if piece == "cert-manager":
-        return any(CACHE.glob("cert-manager-v*/.complete"))
+    """The toolchain built `piece` (langhost, tls, random, cert-manager, kubelet-api) from
+    toolchain/go/ here: pulumi.sh keeps a source stamp beside each binary, cert-manager.sh and
+    kubelet-api.sh their `.complete` stamps."""
+    if piece in ("cert-manager", "kubelet-api"):
+        return any(CACHE.glob(f"{piece}-v*/.complete"))
     return any(CACHE.glob(f"*/bin/.source-{piece}"))
 
 
@@ -51,6 +52,7 @@ MODULES = {
     "tls/tls": "pulumi.sh",
     "random/random": "pulumi.sh",
     "cert-manager": "cert-manager.sh",
+    "kubelet-api": "kubelet-api.sh",
 }
 
 
@@ -64,9 +66,9 @@ def test_go_vet_passes_on_the_modules_as_built(module, tmp_path):
     subprocess.run(["bash", str(REPO / "toolchain" / script), "--write-src", str(tmp_path)], env=env, check=True)
     # Offline: every module the build needed is in the module cache already.
     env.update(GOPROXY="off", GOSUMDB="off", GOFLAGS="-mod=mod -buildvcs=false", GOTOOLCHAIN="local")
-    if script == "cert-manager.sh":
-        # That script keeps its modules and compiled packages in the toolchain cache (as istio.sh
-        # does); built as it builds them, vet reuses the packages the build compiled.
+    if script in ("cert-manager.sh", "kubelet-api.sh"):
+        # Those scripts keep their modules and compiled packages in the toolchain cache (as
+        # istio.sh does); built as they build them, vet reuses the packages the build compiled.
         env.update(GOMODCACHE=str(CACHE / "go" / "mod"), GOCACHE=str(CACHE / "go" / "build"))
         env.update(CGO_ENABLED="0", GOFLAGS=env["GOFLAGS"] + " -trimpath")
     for args in (["mod", "tidy"], ["vet", "./..."]):

@@ -437,7 +437,7 @@ def test_here_a_cache_of_builds_is_used_and_the_built_plugins_go_on_path(tmp_pat
 
 
 def test_install_links_the_official_cli_and_drops_a_plugin_link_left_from_a_build(site, tmp_path):
-    """install.sh with the Kubernetes, Istio, cert-manager, actionlint and OpenShift steps stubbed (they print a
+    """install.sh with the Kubernetes, Istio, cert-manager, kubelet API, actionlint and OpenShift steps stubbed (they print a
     folder), the real pulumi.sh, a fake official pulumi and plugins pulumi can install."""
     toolchain = tmp_path / "repo" / "toolchain"
     toolchain.mkdir(parents=True)
@@ -447,7 +447,14 @@ def test_install_links_the_official_cli_and_drops_a_plugin_link_left_from_a_buil
     tools.mkdir()
     (tools / "kubectl").write_bytes(script("echo kubectl"))
     (tools / "kubectl").chmod(0o755)
-    for name in ("kubernetes.sh", "istio.sh", "cert-manager.sh", "actionlint.sh", "openshift-crds.sh"):
+    for name in (
+        "kubernetes.sh",
+        "istio.sh",
+        "cert-manager.sh",
+        "kubelet-api.sh",
+        "actionlint.sh",
+        "openshift-crds.sh",
+    ):
         (toolchain / name).write_text(f"echo {tools}\n")
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)

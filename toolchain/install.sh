@@ -31,6 +31,7 @@ for dir in $(bash "$HERE/kubernetes.sh"); do link_dir "$dir"; done
 link_dir "$(bash "$HERE/actionlint.sh")"
 link_dir "$(bash "$HERE/istio.sh")"
 link_dir "$(bash "$HERE/cert-manager.sh")"  # cert-manager's controller (the lab runs one per cluster)
+link_dir "$(bash "$HERE/kubelet-api.sh")"  # the lab node's kubelet HTTPS API (exec and logs; virtual-kubelet's node/api)
 # OpenShift's CRDs, for the benchmark's API servers of OpenShift size (bench/).
 ln -sfn "$(bash "$HERE/openshift-crds.sh")" "$VENV/openshift-crds"
 
