@@ -101,6 +101,74 @@ BAD = [
         {"rootRotationWaitHours": "a day"},
         ["mesh:certificates.rootRotationWaitHours", "'a day'", "0 or more"],
     ),
+    # istioValues: what the program sets, mesh-wide or per cluster, and the shape
+    (
+        "istioValues",
+        {"global": {"meshID": "other"}},
+        ["mesh:istioValues.global.meshID: 'other' is not accepted", "set by mesh:meshId ('mesh1')"],
+    ),
+    (
+        "istioValues",
+        {"global": {"network": "network9"}},
+        ["mesh:istioValues.global.network: 'network9' is not accepted", "each cluster's mesh:clusters[i].network"],
+    ),
+    (
+        "istioValues",
+        {"global": {"multiCluster": {"clusterName": "cluster9"}}},
+        [
+            "mesh:istioValues.global.multiCluster.clusterName: 'cluster9' is not accepted",
+            "each cluster's mesh:clusters[i].clusterName",
+        ],
+    ),
+    (
+        "clusters.0.istioValues",
+        {"global": {"meshID": "mesh1"}},  # even the same value: one place sets it
+        ["mesh:clusters[0].istioValues.global.meshID: 'mesh1' is not accepted", "set by mesh:meshId"],
+    ),
+    (
+        "clusters.1.istioValues",
+        {"global": {"network": "network9"}},
+        [
+            "mesh:clusters[1].istioValues.global.network: 'network9' is not accepted",
+            "set by mesh:clusters[1].network ('network2') and cannot be overridden",
+        ],
+    ),
+    (
+        "clusters.1.istioValues",
+        {"global": {"multiCluster": {"clusterName": "cluster9"}}},
+        [
+            "mesh:clusters[1].istioValues.global.multiCluster.clusterName: 'cluster9' is not accepted",
+            "set by mesh:clusters[1].clusterName ('cluster2')",
+        ],
+    ),
+    (
+        "istioValues",
+        {"pilot": {"env": {"ISTIO_MULTIROOT_MESH": "false"}}},
+        [
+            "mesh:istioValues.pilot.env.ISTIO_MULTIROOT_MESH: 'false' is not accepted",
+            "expected 'true'",
+            "root rotation",
+        ],
+    ),
+    (
+        "clusters.1.istioValues",
+        {"pilot": {"env": {"AUTO_RELOAD_PLUGIN_CERTS": "1"}}},
+        ["mesh:clusters[1].istioValues.pilot.env.AUTO_RELOAD_PLUGIN_CERTS: '1' is not accepted", "expected 'true'"],
+    ),
+    (
+        "istioValues",
+        {"pilot": {"env": {"PILOT_ENABLE_STATUS": False}}},
+        ["mesh:istioValues.pilot.env.PILOT_ENABLE_STATUS: False is not accepted", "a string", "quote it", '"false"'],
+    ),
+    (
+        "clusters.0.istioValues",
+        {"pilot": {"env": {"PILOT_PUSH_THROTTLE": 100}}},
+        ["mesh:clusters[0].istioValues.pilot.env.PILOT_PUSH_THROTTLE: 100 is not accepted", '"100"'],
+    ),
+    ("istioValues", ["pilot"], ["mesh:istioValues: a list of 1 item(s) is not accepted", "a mapping of Helm values"]),
+    ("clusters.0.istioValues", "pilot.env.A=1", ["mesh:clusters[0].istioValues: 'pilot.env.A=1'", "a mapping"]),
+    ("istioValues", {"pilot": {"env": ["A=1"]}}, ["mesh:istioValues.pilot.env: a list of 1 item(s)", "a mapping"]),
+    ("istioValues", {"global": "mesh1"}, ["mesh:istioValues.global: 'mesh1' is not accepted", "a mapping"]),
 ]
 
 
@@ -277,3 +345,166 @@ def test_a_setting_of_the_other_key_algorithm_is_refused_not_ignored(east_west, 
         f"is {algorithm!r} (the keys would be {algorithm} and it would be ignored); set keyAlgorithm: {other} to "
         f"use it, or remove {key}"
     )
+
+
+# --- istioValues: Helm values passed through to every Istio resource ------------------------
+
+USER_VALUES = {
+    "pilot": {"env": {"PILOT_ENABLE_STATUS": "true", "PILOT_TRACE_SAMPLING": "1.0"}},
+    "meshConfig": {
+        "accessLogFile": "/dev/stdout",
+        "defaultConfig": {"proxyMetadata": {"ISTIO_META_DNS_CAPTURE": "true"}},
+        "extensionProviders": [{"name": "otel", "opentelemetry": {"service": "otel.observability", "port": 4317}}],
+    },
+    "global": {"logging": {"level": "default:info"}},
+}
+
+
+def test_deep_merge_merges_mappings_and_replaces_the_rest():
+    from mesh.plan.control_plane import deep_merge
+
+    base = {"a": {"b": 1, "c": [1, 2]}, "d": "x", "e": {"f": 1}}
+    over = {"a": {"c": [3], "g": True}, "d": {"now": "a mapping"}, "e": None}
+    before = copy.deepcopy((base, over))
+    merged = deep_merge(base, over)
+    assert merged == {"a": {"b": 1, "c": [3], "g": True}, "d": {"now": "a mapping"}, "e": None}
+    assert (base, over) == before  # neither is changed
+    merged["a"]["c"].append(4)
+    assert over["a"]["c"] == [3]  # nor shared
+
+
+def test_istio_values_reach_every_cluster_and_a_clusters_own_go_over_them(east_west):
+    from mesh.plan.control_plane import PILOT_ENV, istio_manifest
+
+    east_west["istioValues"] = copy.deepcopy(USER_VALUES)
+    east_west["clusters"][1]["istioValues"] = {
+        "pilot": {"env": {"PILOT_TRACE_SAMPLING": "10.0"}},
+        "meshConfig": {"accessLogFile": "", "extensionProviders": []},
+        "global": {"multiCluster": {"enabled": True}},
+    }
+    cfg = config.parse(east_west)
+    east, west = (istio_manifest(cfg, cluster)["spec"]["values"] for cluster in cfg.clusters)
+    assert east == {
+        "pilot": {"env": {"PILOT_ENABLE_STATUS": "true", "PILOT_TRACE_SAMPLING": "1.0", **PILOT_ENV}},
+        "meshConfig": USER_VALUES["meshConfig"],
+        "global": {
+            "logging": {"level": "default:info"},
+            "meshID": "mesh1",
+            "multiCluster": {"clusterName": "cluster1"},
+            "network": "network1",
+        },
+    }
+    assert west["pilot"]["env"] == {"PILOT_ENABLE_STATUS": "true", "PILOT_TRACE_SAMPLING": "10.0", **PILOT_ENV}
+    # A list replaces, a mapping merges key by key.
+    assert west["meshConfig"] == {
+        "accessLogFile": "",
+        "defaultConfig": {"proxyMetadata": {"ISTIO_META_DNS_CAPTURE": "true"}},
+        "extensionProviders": [],
+    }
+    assert west["global"] == {
+        "logging": {"level": "default:info"},
+        "meshID": "mesh1",
+        "multiCluster": {"enabled": True, "clusterName": "cluster2"},
+        "network": "network2",
+    }
+    # The config is read, never changed, by the merge.
+    assert cfg.istio_values == USER_VALUES and "ISTIO_MULTIROOT_MESH" not in cfg.istio_values["pilot"]["env"]
+
+
+def test_without_istio_values_the_istio_resource_has_the_programs_own_alone(east_west):
+    from mesh.plan.control_plane import PILOT_ENV, istio_manifest
+
+    cfg = config.parse(east_west)
+    assert cfg.istio_values == {} and cfg.clusters[0].istio_values == {}
+    assert istio_manifest(cfg, cfg.clusters[0])["spec"]["values"] == {
+        "global": {"meshID": "mesh1", "multiCluster": {"clusterName": "cluster1"}, "network": "network1"},
+        "pilot": {"env": PILOT_ENV},
+    }
+
+
+def test_the_programs_own_env_at_its_own_value_is_accepted(east_west):
+    from mesh.plan.control_plane import istio_manifest
+
+    east_west["istioValues"] = {"pilot": {"env": {"ISTIO_MULTIROOT_MESH": "true"}}}
+    east_west["clusters"][0]["istioValues"] = {"pilot": {"env": {"AUTO_RELOAD_PLUGIN_CERTS": "true"}}}
+    cfg = config.parse(east_west)
+    env = istio_manifest(cfg, cfg.clusters[0])["spec"]["values"]["pilot"]["env"]
+    assert env == {"ISTIO_MULTIROOT_MESH": "true", "AUTO_RELOAD_PLUGIN_CERTS": "true"}
+
+
+@pytest.mark.parametrize(
+    "where,values,message",
+    [
+        (
+            "istioValues",
+            {"global": {"network": "network9"}},
+            "config mesh:istioValues.global.network: 'network9' is not accepted; expected no global.network in "
+            "istioValues: it is set by each cluster's mesh:clusters[i].network and cannot be overridden; remove it "
+            "(change that key instead)",
+        ),
+        (
+            "clusters.0.istioValues",
+            {"global": {"multiCluster": {"clusterName": "c"}}},
+            "config mesh:clusters[0].istioValues.global.multiCluster.clusterName: 'c' is not accepted; expected no "
+            "global.multiCluster.clusterName in istioValues: it is set by mesh:clusters[0].clusterName ('cluster1') "
+            "and cannot be overridden; remove it (change that key instead)",
+        ),
+        (
+            "clusters.1.istioValues",
+            {"pilot": {"env": {"ISTIO_MULTIROOT_MESH": "false"}}},
+            "config mesh:clusters[1].istioValues.pilot.env.ISTIO_MULTIROOT_MESH: 'false' is not accepted; expected "
+            "'true', the program's own value, or no ISTIO_MULTIROOT_MESH: istiod must take a root rotation's bundles "
+            "(README: Root rotation)",
+        ),
+        (
+            "istioValues",
+            {"pilot": {"env": {"PILOT_ENABLE_STATUS": False}}},
+            "config mesh:istioValues.pilot.env.PILOT_ENABLE_STATUS: False is not accepted; expected a string, as every "
+            "value of a container's env is (the API server refuses the Istio resource otherwise): quote it in the "
+            'stack file, "false", or use `pulumi config set --path --type string`',
+        ),
+    ],
+)
+def test_istio_values_refusals_read_in_full(east_west, where, values, message):
+    with pytest.raises(config.ConfigError) as error:
+        config.parse(mutate(east_west, where, values))
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize(
+    "text,path,key",
+    [
+        ("meshConfig:\n  1: x\n", "mesh:istioValues.meshConfig", "1"),
+        ("pilot:\n  env:\n    true: x\n", "mesh:istioValues.pilot.env", "true"),
+        (
+            "meshConfig:\n  extensionProviders:\n    - name: a\n      2: b\n",
+            "mesh:istioValues.meshConfig.extensionProviders[0]",
+            "2",
+        ),
+    ],
+)
+def test_istio_values_keys_that_are_not_strings_are_refused(east_west, text, path, key):
+    """YAML makes `1:` or `true:` a number or a boolean key, which Helm values cannot have (a JSON
+    Schema cannot say so: its keys are always strings)."""
+    import yaml
+
+    east_west["istioValues"] = yaml.safe_load(text)
+    with pytest.raises(config.ConfigError) as error:
+        config.parse(east_west)
+    assert str(error.value).startswith(f"config {path}: ")
+    assert "keys that are strings" in str(error.value) and f'quote it in the stack file, "{key}"' in str(error.value)
+
+
+def test_istio_values_arrive_as_json_text(east_west):
+    """`pulumi config set --path mesh:istioValues.pilot.env.X ...` makes the key a structured value,
+    which Pulumi hands to the program as JSON text; a cluster's arrive inside `mesh:clusters`."""
+    east_west["istioValues"] = USER_VALUES
+    east_west["clusters"][0]["istioValues"] = {"pilot": {"env": {"PILOT_TRACE_SAMPLING": "5.0"}}}
+    raw = {f"mesh:{k}": json.dumps(v) if not isinstance(v, str) else v for k, v in east_west.items()}
+    pulumi.runtime.set_all_config(raw)
+    try:
+        cfg = program.stack_config()
+    finally:
+        pulumi.runtime.set_all_config({})
+    assert cfg.istio_values == USER_VALUES
+    assert cfg.clusters[0].istio_values == {"pilot": {"env": {"PILOT_TRACE_SAMPLING": "5.0"}}}

@@ -322,3 +322,37 @@ def test_a_change_of_root_settings_is_refused_before_the_root_is_touched(east_we
     # outputs (a read, which makes nothing): no component, provider, key or cluster object.
     registered = {r.type for r in monitor.registrations}
     assert registered <= {"pulumi:pulumi:Stack", "pulumi:pulumi:StackReference"}, registered
+
+
+def test_the_istio_resource_carries_the_users_values_and_still_the_programs_own(east_west):
+    """`istioValues` (mesh-wide, then a cluster's) reach each cluster's `Istio` resource; the
+    program's identity and istiod env are still there."""
+    east_west["istioValues"] = {
+        "pilot": {"env": {"PILOT_ENABLE_STATUS": "true"}},
+        "meshConfig": {"accessLogFile": "/dev/stdout"},
+        "telemetry": {"enabled": False},
+    }
+    east_west["clusters"][1]["istioValues"] = {"meshConfig": {"accessLogFile": "/dev/null"}}
+    cfg, registrations, _ = build(east_west)
+    provider_map = providers(registrations)
+    istios = {
+        cluster_of(r, provider_map): r.inputs["spec"]["values"]
+        for r in registrations
+        if r.type == "kubernetes:sailoperator.io/v1:Istio"
+    }
+    assert sorted(istios) == ["east", "west"]
+    for cluster in cfg.clusters:
+        values = istios[cluster.name]
+        assert values["pilot"]["env"] == {
+            "PILOT_ENABLE_STATUS": "true",
+            "AUTO_RELOAD_PLUGIN_CERTS": "true",
+            "ISTIO_MULTIROOT_MESH": "true",
+        }
+        assert values["global"] == {
+            "meshID": cfg.mesh_id,
+            "multiCluster": {"clusterName": cluster.cluster_name},
+            "network": cluster.network,
+        }
+        assert values["telemetry"] == {"enabled": False}
+    assert istios["east"]["meshConfig"] == {"accessLogFile": "/dev/stdout"}
+    assert istios["west"]["meshConfig"] == {"accessLogFile": "/dev/null"}

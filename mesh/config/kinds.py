@@ -8,15 +8,18 @@ not a boolean here.
 
 from __future__ import annotations
 
+import copy
 import ipaddress
+import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 from urllib.parse import urlparse
 
 from cryptography import x509
 
 from ..sail_versions import ISTIO_VERSIONS
+from . import istio_values
 from .errors import refused
 
 _DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -215,6 +218,88 @@ def _rotation(value: Any) -> str:
     return str(value)
 
 
+def _dotted(path: tuple[str, ...]) -> str:
+    return "".join(f".{key}" for key in path)
+
+
+def _string_keys(value: Any, at: str) -> None:
+    """Every key of every mapping in `value` is a string, as Helm values' keys are (YAML makes
+    `1:` or `true:` an int or a bool)."""
+    items = value.items() if isinstance(value, Mapping) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if isinstance(value, Mapping) and not isinstance(key, str):
+            raise Refused(
+                f"keys that are strings, as Helm values' keys are (this one is {type(key).__name__}): quote it in the "
+                f'stack file, "{json.dumps(key)}"',
+                at=at,
+                value=key,
+            )
+        _string_keys(item, f"{at}.{key}" if isinstance(value, Mapping) else f"{at}[{key}]")
+
+
+def _istio_values(value: Any) -> dict[str, Any]:
+    """Helm values of Istio's charts: a mapping with string keys; where the program writes its own
+    values (`global`, `global.multiCluster`, `pilot`, `pilot.env`), mappings to merge into; and
+    `pilot.env` of strings, as a container's env is. The keys the program owns are refused by
+    `rules.istio_values`, which can name the key that sets each."""
+    if not isinstance(value, Mapping):
+        raise Refused()
+    _string_keys(value, "")
+    for path in istio_values.MAPPINGS:
+        found: Any = value
+        for key in path:
+            found = found.get(key, _ABSENT) if found is not _ABSENT else _ABSENT
+        if found is not _ABSENT and not isinstance(found, Mapping):
+            raise Refused(
+                "a mapping: the program writes its own values under this key, and merges yours into them",
+                at=_dotted(path),
+                value=found,
+            )
+    env = value.get("pilot", {}).get("env", {})
+    for name, item in env.items():
+        if not isinstance(item, str):
+            raise Refused(
+                f"a string, as every value of a container's env is (the API server refuses the Istio resource "
+                f"otherwise): quote it in the stack file, {json.dumps(json.dumps(item))}, or use `pulumi config set "
+                "--path --type string`",
+                at=f"{_dotted(istio_values.ENV)}.{name}",
+                value=item,
+            )
+    return copy.deepcopy(dict(value))
+
+
+_ABSENT = object()
+
+
+def _istio_values_schema() -> dict[str, Any]:
+    def owned(key: str) -> dict[str, Any]:
+        return {"description": f"set by mesh:{key}; refused here", "not": {}}
+
+    globals_ = {
+        "meshID": owned("meshId"),
+        "network": owned("clusters[i].network"),
+        "multiCluster": {"type": "object", "properties": {"clusterName": owned("clusters[i].clusterName")}},
+    }
+    env = {
+        "type": "object",
+        "additionalProperties": {"type": "string"},
+        "properties": {
+            name: {
+                "description": f"the program sets it to {value!r}: {istio_values.PILOT_ENV_REASONS[name]}",
+                "const": value,
+            }
+            for name, value in istio_values.PILOT_ENV.items()
+        },
+    }
+    return {
+        "type": "object",
+        "properties": {
+            "global": {"type": "object", "properties": globals_},
+            "pilot": {"type": "object", "properties": {"env": env}},
+        },
+    }
+
+
 # A Pulumi secret as it sits in a stack file.
 _SECURE = {"type": "object", "properties": {"secure": {"type": "string"}}, "required": ["secure"]}
 
@@ -293,4 +378,10 @@ KUBECONFIG = Kind(
     {"oneOf": [{"type": "string", "minLength": 1}, _SECURE]},
     _text,
     secret=True,
+)
+ISTIO_VALUES = Kind(
+    "a mapping of Helm values of Istio's charts (the `Istio` resource's `spec.values`), e.g. "
+    '`{pilot: {env: {PILOT_ENABLE_STATUS: "true"}}}`; `pilot.env` values are strings',
+    _istio_values_schema(),
+    _istio_values,
 )

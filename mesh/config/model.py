@@ -6,7 +6,7 @@ Defaults and accepted values are not here but in the schema (`mesh/config/schema
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,9 @@ class ClusterConfig:
     vault_auth_path: Optional[str]
     """Vault's Kubernetes auth mount for this cluster (`/v1/auth/...`), with a Vault issuer that
     logs in with `kubernetesRole`; else None."""
+    istio_values: dict[str, Any] = field(hash=False)
+    """Helm values for this cluster's `Istio` resource (`spec.values`), merged over the mesh's;
+    never one the program sets (`mesh/config/istio_values.py`). Read, never changed."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,9 @@ class MeshConfig:
     mesh_id: str
     istio_version: str
     update_strategy: str
+    istio_values: dict[str, Any] = field(hash=False)
+    """Helm values merged into every cluster's `Istio` resource (`spec.values`), under the
+    cluster's own and the program's. Read, never changed."""
     manage_istio_cni: bool
     sample_apps: bool
     reader_access: str

@@ -8,10 +8,11 @@ refused here, for the README (kept equal by tests/test_config_docs.py).
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from . import kubeconfig
 from .errors import ConfigError, key_path, refused
+from .istio_values import OWNED_GLOBALS, PILOT_ENV, PILOT_ENV_REASONS
 
 REFUSED: list[str] = []
 
@@ -154,6 +155,15 @@ def cluster(values: dict[str, Any], raw: dict[str, Any], path: str, index: Optio
         )
     if values["helloworld_version"] is None:
         values["helloworld_version"] = HELLOWORLD_VERSIONS[(index or 0) % len(HELLOWORLD_VERSIONS)]
+    istio_values(
+        values["istio_values"],
+        key_path(path, "istioValues"),
+        {
+            "meshId": "mesh:meshId",
+            "clusters[i].clusterName": f"{key_path(path, 'clusterName')} ({values['cluster_name']!r})",
+            "clusters[i].network": f"{key_path(path, 'network')} ({values['network']!r})",
+        },
+    )
     return dict(
         values,
         kubeconfig=config.value,
@@ -205,6 +215,15 @@ def mesh(values: dict[str, Any], raw: dict[str, Any], path: str, index: Optional
         _unique(clusters, attribute, key, where)
     _same_cluster_twice(clusters, where)
     _vault_auth_paths(values["certificates"], clusters, where)
+    istio_values(
+        values["istio_values"],
+        key_path(path, "istioValues"),
+        {
+            "meshId": f"{key_path(path, 'meshId')} ({values['mesh_id']!r})",
+            "clusters[i].clusterName": f"each cluster's {where}[i].clusterName",
+            "clusters[i].network": f"each cluster's {where}[i].network",
+        },
+    )
     return values
 
 
@@ -230,3 +249,38 @@ def _vault_auth_paths(certificates: Any, clusters: tuple, where: str) -> None:
             )
     if role is not None:
         _unique(clusters, "vault_auth_path", "vaultAuthPath", where)
+
+
+@refuses(
+    "in `istioValues` (mesh-wide or a cluster's), what the program sets: `global.meshID` (from `meshId`), "
+    "`global.multiCluster.clusterName` and `global.network` (from the cluster's `clusterName` and `network`), and "
+    '`pilot.env.AUTO_RELOAD_PLUGIN_CERTS` or `pilot.env.ISTIO_MULTIROOT_MESH` other than `"true"` (renewal and root '
+    "rotation depend on them)"
+)
+def istio_values(given: Mapping[str, Any], where: str, setters: Mapping[str, str]) -> None:
+    """Refuse a key of `istioValues` (at `where`) that the program sets itself: each of
+    OWNED_GLOBALS, set by the key `setters` names for it, and an entry of PILOT_ENV with another
+    value (the same one is harmless)."""
+    for keys, setter in OWNED_GLOBALS:
+        found: Any = given
+        for key in keys:
+            found = found.get(key, _ABSENT) if isinstance(found, Mapping) else _ABSENT
+        if found is not _ABSENT:
+            dotted = ".".join(keys)
+            raise refused(
+                f"{where}.{dotted}",
+                found,
+                f"no {dotted} in istioValues: it is set by {setters[setter]} and cannot be overridden; remove it "
+                "(change that key instead)",
+            )
+    env = given.get("pilot", {}).get("env", {})
+    for name, value in PILOT_ENV.items():
+        if name in env and env[name] != value:
+            raise refused(
+                f"{where}.pilot.env.{name}",
+                env[name],
+                f"{value!r}, the program's own value, or no {name}: {PILOT_ENV_REASONS[name]}",
+            )
+
+
+_ABSENT = object()

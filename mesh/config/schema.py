@@ -201,6 +201,13 @@ CLUSTER = Section(
             None,
             "unset",
         ),
+        Key(
+            "istioValues",
+            kinds.ISTIO_VALUES,
+            "Helm values for this cluster's `Istio` resource, deep-merged over the mesh-wide `istioValues` "
+            '("Istio\'s own settings")',
+            {},
+        ),
     ),
     ClusterConfig,
     rules.cluster,
@@ -218,6 +225,13 @@ MESH = Section(
         Key("meshId", kinds.LABEL, "Istio `meshID`"),
         Key("istioVersion", kinds.ISTIO_VERSION, "`spec.version` of `Istio`/`IstioCNI`; one the Sail CRDs accept"),
         Key("updateStrategy", kinds.choice(*UPDATE_STRATEGIES), "the `Istio` resource's update strategy", "InPlace"),
+        Key(
+            "istioValues",
+            kinds.ISTIO_VALUES,
+            "Helm values deep-merged into every cluster's `Istio` resource (`spec.values`): `pilot.env`, `meshConfig`, "
+            "…; not the program's own (\"Istio's own settings\")",
+            {},
+        ),
         Key(
             "manageIstioCni", kinds.BOOLEAN, "create `istio-cni` and the `IstioCNI` resource (OpenShift needs it)", True
         ),

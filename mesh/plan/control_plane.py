@@ -1,12 +1,18 @@
 """The objects of a cluster's Istio control plane: `istio-system` with its network label, the
 `cacerts` secret, `IstioCNI` and the `Istio` resource of the Sail operator (`sailoperator.io/v1`).
+
+The `Istio` resource's `spec.values` are the user's `istioValues` (mesh-wide, then the cluster's)
+with the program's own written over them: the cluster's identity and istiod's PILOT_ENV
+(`mesh/config/istio_values.py`; the config refuses a user value that would differ from them).
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import copy
+from typing import Any, Mapping, Optional
 
 from ..config import ClusterConfig, MeshConfig
+from ..config.istio_values import PILOT_ENV
 from .names import CNI_NAMESPACE, ISTIO_NAMESPACE, NETWORK_LABEL, PATCH_FORCE, SAIL_API_VERSION, WAIT_FOR
 
 
@@ -37,22 +43,38 @@ def cacerts_manifest(form: str = "istio", secret_type: str = "Opaque") -> dict[s
     }
 
 
-# istiod's environment, which renewal and root rotation depend on:
-PILOT_ENV = {
-    # istiod re-reads `cacerts` when it changes, so a renewed intermediate takes effect without a
-    # restart (the default since Istio 1.18; explicit here because renewal depends on it).
-    "AUTO_RELOAD_PLUGIN_CERTS": "true",
-    # Without it istiod refuses any change of `root-cert.pem` ("Multi root is disabled, updating
-    # new ROOT-CA not supported", pilot/pkg/bootstrap/istio_ca.go) and keeps the old bundle until
-    # restarted, so a root rotation's trust and retire steps never reach it. With it, istiod takes
-    # a bundle that adds roots to the current one or drops some (exactly those two steps) and
-    # pushes it to workloads. Found by the lab's real istiod (tests/integration/test_lab_root_rotation.py).
-    "ISTIO_MULTIROOT_MESH": "true",
-}
-
-
 def _ready_annotations() -> dict[str, str]:
     return {WAIT_FOR: "condition=Ready"}
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`over` merged into a copy of `base`, as Helm merges values: mappings key by key, anything
+    else (a list, a scalar) replaces. Neither argument is changed."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def own_values(mesh: MeshConfig, cluster: ClusterConfig) -> dict[str, Any]:
+    """What the program itself writes into a cluster's `spec.values`."""
+    return {
+        "global": {
+            "meshID": mesh.mesh_id,
+            "multiCluster": {"clusterName": cluster.cluster_name},
+            "network": cluster.network,
+        },
+        "pilot": {"env": dict(PILOT_ENV)},
+    }
+
+
+def istio_values(mesh: MeshConfig, cluster: ClusterConfig) -> dict[str, Any]:
+    """A cluster's `spec.values`: the mesh's `istioValues`, the cluster's over them, the program's
+    own over both (a user value that would differ from those was refused by the config)."""
+    return deep_merge(deep_merge(mesh.istio_values, cluster.istio_values), own_values(mesh, cluster))
 
 
 def istio_manifest(mesh: MeshConfig, cluster: ClusterConfig) -> dict[str, Any]:
@@ -64,14 +86,7 @@ def istio_manifest(mesh: MeshConfig, cluster: ClusterConfig) -> dict[str, Any]:
             "version": mesh.istio_version,
             "namespace": ISTIO_NAMESPACE,
             "updateStrategy": {"type": mesh.update_strategy},
-            "values": {
-                "global": {
-                    "meshID": mesh.mesh_id,
-                    "multiCluster": {"clusterName": cluster.cluster_name},
-                    "network": cluster.network,
-                },
-                "pilot": {"env": PILOT_ENV},
-            },
+            "values": istio_values(mesh, cluster),
         },
     }
 
