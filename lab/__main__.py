@@ -22,7 +22,9 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated cluster names, also the kubeconfig contexts",
     )
     up.add_argument(
-        "--no-standin", action="store_true", help="do not run lab.operator_standin (no Istio status, no LB addresses)"
+        "--no-standin",
+        action="store_true",
+        help="run no stand-ins: no operator (no Istio status), no nodes or network (no pods), no load balancers",
     )
     up.add_argument(
         "--no-cert-manager", action="store_true", help="run no cert-manager controller and install none of its CRDs"

@@ -10,6 +10,7 @@ its chart's RBAC).
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 import urllib.request
@@ -36,8 +37,20 @@ KCM_CONTROLLERS = ",".join(
         "serviceaccount-controller",
         "namespace-controller",
         "garbage-collector-controller",
+        # Pods come from Deployments and DaemonSets as on any cluster, and their addresses reach
+        # Endpoints and EndpointSlices (what istiod and the load balancers read).
+        "deployment-controller",
+        "replicaset-controller",
+        "daemonset-controller",
+        "endpoints-controller",
+        "endpointslice-controller",
+        # kube-root-ca.crt in every namespace: the CA of each pod's API-access volume.
+        "root-ca-certificate-publisher-controller",
     )
 )
+# The node's kubelet API (lab/node.py; exec, logs, port-forward): not part of the control plane,
+# so a cluster made unreachable (`stop_cluster`) keeps it, as a node keeps running.
+KUBELET_API = "lab-kubelet-api"
 
 
 @dataclass
@@ -62,7 +75,8 @@ class ControlPlane:
 
     @property
     def components(self) -> tuple[str, ...]:
-        return COMPONENTS + ((CERT_MANAGER_CONTROLLER,) if self.cert_manager else ())
+        node = (KUBELET_API,) if "kubelet" in self.ports else ()
+        return COMPONENTS + ((CERT_MANAGER_CONTROLLER,) if self.cert_manager else ()) + node
 
     @property
     def admin_kubeconfig(self) -> Path:
@@ -92,7 +106,9 @@ class ControlPlane:
 
     def prepare(self, taken_ports: set[int]) -> None:
         """Allocate ports and write PKI; nothing runs yet."""
-        for key in ("etcd", "etcd_peer", "apiserver") + (("cert_manager_healthz",) if self.cert_manager else ()):
+        for key in ("etcd", "etcd_peer", "apiserver", "kubelet") + (
+            ("cert_manager_healthz",) if self.cert_manager else ()
+        ):
             self.ports.setdefault(key, procs.free_port(taken_ports))
         pki.create(self.pki.dir, self.name)
         self._write_admin_kubeconfig()
@@ -140,6 +156,15 @@ class ControlPlane:
                 # No kubelets register endpoints; the apiserver must not try to either.
                 "--endpoint-reconciler-type=none",
                 "--allow-privileged=true",
+                # Webhooks and aggregated APIs are called at their Service's endpoints (pod IPs,
+                # reachable from this host), not at cluster IPs: no kube-proxy runs here.
+                "--enable-aggregator-routing=true",
+                # The node's kubelet API, for exec, logs and port-forward: the node's address is
+                # 127.0.0.1 (each node its own port), its certificate from the cluster CA.
+                f"--kubelet-client-certificate={p.kubelet_client_cert}",
+                f"--kubelet-client-key={p.kubelet_client_key}",
+                f"--kubelet-certificate-authority={p.ca_cert}",
+                "--kubelet-preferred-address-types=InternalIP",
             ],
             on_start,
         )
@@ -197,6 +222,36 @@ class ControlPlane:
             ],
             on_start,
         )
+
+    def start_kubelet_api(self, bins: dict[str, str], on_start) -> None:
+        """The node's kubelet API (exec, logs, port-forward into its pods), on 127.0.0.1."""
+        p = self.pki
+        (self.dir / "pods").mkdir(parents=True, exist_ok=True)
+        self._start(
+            KUBELET_API,
+            [
+                bins[KUBELET_API],
+                f"--listen=127.0.0.1:{self.ports['kubelet']}",
+                f"--cert={p.kubelet_cert}",
+                f"--key={p.kubelet_key}",
+                f"--client-ca={p.ca_cert}",
+                f"--pods-dir={self.dir / 'pods'}",
+            ],
+            on_start,
+        )
+        self._wait(KUBELET_API, lambda: self.kubelet_api_ready(), 30)
+
+    def kubelet_api_ready(self) -> bool:
+        p = self.pki
+        context = ssl.create_default_context(cafile=str(p.ca_cert))
+        context.load_cert_chain(str(p.kubelet_client_cert), str(p.kubelet_client_key))
+        try:
+            with urllib.request.urlopen(
+                f"https://127.0.0.1:{self.ports['kubelet']}/healthz", context=context, timeout=2
+            ) as r:
+                return r.status == 200
+        except OSError:
+            return False
 
     @property
     def cert_manager_healthz(self) -> str:

@@ -4,10 +4,9 @@ from Istio's own istiod chart with that resource's `spec.values`: what the Sail 
 ServiceAccount and ClusterRole (the rights the chart gives istiod), its mesh-config ConfigMap, and
 the Deployment whose pod template (args, env, volumes) the kubelet stand-in runs.
 
-Two kinds of rendered objects are not applied in the lab, and why:
-- CustomResourceDefinitions: the lab installs the Sail operator's CRD set (../shared/crds);
-- admission webhook configurations: the API server would call istiod through the `istiod`
-  Service's cluster IP, and nothing routes cluster IPs on this host (no kube-proxy).
+CustomResourceDefinitions are not applied: the lab installs the Sail operator's CRD set. The
+admission webhooks are (sidecar injection, validation): the API server calls istiod at its pod's
+address, the `istiod` Service's endpoint (`--enable-aggregator-routing`; no kube-proxy here).
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import yaml
 
 from mesh.plan import names
 
-SKIPPED_KINDS = ("CustomResourceDefinition", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+SKIPPED_KINDS = ("CustomResourceDefinition",)
 RENDERED_LABEL = "lab.mesh/rendered-for"
 
 

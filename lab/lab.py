@@ -25,12 +25,28 @@ from threading import Lock
 import yaml
 
 from . import crds, pod_state, procs
-from .controlplane import ABOVE_ETCD, CERT_MANAGER_CONTROLLER, ControlPlane
-from .toolchain import REPO, cert_manager_binaries, cert_manager_crds, istio_binaries, kubernetes_binaries
+from .controlplane import ABOVE_ETCD, CERT_MANAGER_CONTROLLER, KUBELET_API, ControlPlane
+from .network import LabNetwork
+from .toolchain import (
+    REPO,
+    cert_manager_binaries,
+    cert_manager_crds,
+    istio_binaries,
+    kubelet_api_binaries,
+    kubernetes_binaries,
+)
 from .kubeapi import ApiError
 from .vault_client import VaultHandle
 
 DEFAULT_CLUSTERS = ("east", "west")
+# istiod's listeners (the istiod chart's container ports), by pilot-discovery's flag for each.
+ISTIOD_PORTS = {
+    "httpAddr": 8080,
+    "grpcAddr": 15010,
+    "secureGRPCAddr": 15012,
+    "monitoringAddr": 15014,
+    "httpsAddr": 15017,
+}
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
@@ -44,6 +60,9 @@ class Cluster:
     context: str
     server: str
     ca_file: Path
+    egress_cidrs: tuple[str, ...] = ("127.0.0.0/8",)
+    """Where the cluster's traffic to the others comes from: its node's address on the lab's
+    network (loopback for a lab without nodes)."""
 
 
 class Lab:
@@ -75,7 +94,11 @@ class Lab:
         self.vault_standin = vault
         self._planes: dict[str, ControlPlane] = {}
         self._standin_pid: int | None = None
-        self._kubelet_pid: int | None = None
+        # The data plane (with the stand-ins): each cluster's node (lab/node.py) on the lab's
+        # network (lab/network.py), and its load balancers (lab/loadbalancer.py).
+        self.network: LabNetwork | None = None
+        self._node_pid: int | None = None
+        self._lb_pid: int | None = None
         self._vault_pid: int | None = None
         self._vault_port: int | None = None
         self._lock = Lock()
@@ -92,7 +115,16 @@ class Lab:
 
     @property
     def clusters(self) -> list[Cluster]:
-        return [Cluster(p.name, p.name, p.server, p.pki.ca_cert) for p in self._planes.values()]
+        return [
+            Cluster(
+                p.name,
+                p.name,
+                p.server,
+                p.pki.ca_cert,
+                tuple(self.network.egress_cidrs(p.name)) if self.network else ("127.0.0.0/8",),
+            )
+            for p in self._planes.values()
+        ]
 
     @property
     def vault_log(self) -> Path:
@@ -137,9 +169,14 @@ class Lab:
         for name in self.names:
             plane = ControlPlane(name, self.dir / name, cert_manager=self.cert_manager)
             plane.prepare(taken)
+            if self.standin:
+                plane.ports["kubelet"] = procs.free_port(taken)
             self._planes[name] = plane
         self._write_kubeconfig()
         self._save()
+        if self.standin:
+            self.network = LabNetwork.allocate(self.names)
+            self._save()
         if self.vault_standin:  # needs no cluster: it starts while they do
             self._vault_port = procs.free_port(taken)
             self._vault_pid = self._start_module("vault_pki", "--port", str(self._vault_port))
@@ -200,9 +237,9 @@ class Lab:
             plane.wait_cert_manager()
 
     def stop_standin(self) -> None:
-        """Stop the operator stand-in: statuses and load-balancer addresses stay as they are,
-        so a test can take them away without the stand-in putting them back a second later.
-        The istiods (the kubelet stand-in) keep running."""
+        """Stop the operator stand-in: statuses stay as they are, so a test can take them away
+        without the stand-in putting them back a second later. The nodes and their pods (istiod
+        among them) and the load balancers keep running."""
         procs.stop([self._standin_pid] if self._standin_pid else [], str(self.dir))
         self._standin_pid = None
         self._save()
@@ -213,14 +250,22 @@ class Lab:
             self._start_standin()
 
     def istiods(self) -> dict[str, dict]:
-        """Each cluster's istiod as the kubelet stand-in runs it: pid, address, ports, log,
-        readiness (`<cluster>/pods/istio-system.istiod/pod.json`)."""
+        """Each cluster's istiod pod as its node runs it (`<cluster>/pods/istio-system.<pod>/pod.json`),
+        by its `app` label: pid, pod IP, ports, log, readiness."""
         found: dict[str, dict] = {}
         for pod_dir in pod_state.pod_dirs(self.dir):
             state = pod_state.read_state(pod_dir)
-            if state:
-                state["running"] = procs.alive(state.get("pid"), str(pod_dir))
-                found.setdefault(state["cluster"], {})[state["deployment"]] = state
+            if state.get("namespace") != "istio-system" or state.get("app") != "istiod":
+                continue
+            discovery = (state.get("containers") or {}).get("discovery") or {}
+            ip = state.get("ip")
+            found.setdefault(state["cluster"], {})["istiod"] = {
+                **state,
+                "pid": discovery.get("pid"),
+                "running": bool(discovery.get("running")),
+                "log": discovery.get("log"),
+                "ports": {flag: f"{ip}:{port}" for flag, port in ISTIOD_PORTS.items()},
+            }
         return found
 
     def status(self) -> dict:
@@ -242,7 +287,8 @@ class Lab:
         for name, cluster in clusters.items():
             cluster["istiod"] = istiods.get(name, {})
         standin = procs.alive(self._standin_pid, str(self.dir)) if self.standin else "disabled"
-        kubelet = procs.alive(self._kubelet_pid, str(self.dir)) if self.standin else "disabled"
+        node = procs.alive(self._node_pid, str(self.dir)) if self.standin else "disabled"
+        balancers = procs.alive(self._lb_pid, str(self.dir)) if self.standin else "disabled"
         vault: dict | str = "disabled"
         if self.vault_standin:
             vault = {
@@ -257,7 +303,9 @@ class Lab:
             "kubeconfig": str(self.kubeconfig_path),
             "clusters": clusters,
             "operator_standin": standin,
-            "kubelet_standin": kubelet,
+            "node": node,
+            "load_balancers": balancers,
+            "network": self.network.to_json() if self.network else None,
             "vault_standin": vault,
         }
 
@@ -270,7 +318,11 @@ class Lab:
     # -- internals ---------------------------------------------------------
 
     def _binaries(self) -> dict[str, str]:
-        return {**kubernetes_binaries(), **(cert_manager_binaries() if self.cert_manager else {})}
+        return {
+            **kubernetes_binaries(),
+            **(cert_manager_binaries() if self.cert_manager else {}),
+            **(kubelet_api_binaries() if self.standin else {}),
+        }
 
     def _bring_up(self, plane: ControlPlane, bins: dict[str, str], crd_docs: list[dict]) -> None:
         plane.start_etcd(bins, self._save)
@@ -280,6 +332,8 @@ class Lab:
         # After the CRDs: started before them, its informers would back off retrying their lists.
         if plane.cert_manager:
             plane.start_cert_manager(bins, self._save)
+        if KUBELET_API in plane.components:
+            plane.start_kubelet_api(bins, self._save)
         plane.wait_controller_manager()
         if plane.cert_manager:
             plane.wait_cert_manager()
@@ -316,20 +370,23 @@ class Lab:
     def _start_standin(self) -> None:
         self._standin_pid = self._start_module("operator_standin")
         self._save()
-        if not procs.alive(self._kubelet_pid, str(self.dir)):
-            self._kubelet_pid = self._start_module("kubelet_standin")
+        if not procs.alive(self._node_pid, str(self.dir)):
+            self._node_pid = self._start_module("node")
+            self._save()
+        if not procs.alive(self._lb_pid, str(self.dir)):
+            self._lb_pid = self._start_module("loadbalancer")
             self._save()
 
     def _stop_processes(self) -> None:
         marker = str(self.dir)
-        # Clients first, etcd last, so nothing logs a flood of connection errors. The kubelet
-        # stand-in stops its istiods on SIGTERM; any it could not (killed, crashed) go next.
-        procs.stop([p for p in (self._standin_pid, self._kubelet_pid, self._vault_pid) if p], marker)
-        self._standin_pid = self._kubelet_pid = self._vault_pid = None
-        procs.stop(
-            [s["pid"] for d in pod_state.pod_dirs(self.dir) if (s := pod_state.read_state(d)).get("pid")], marker
-        )
-        for components in (ABOVE_ETCD, ("etcd",)):
+        # Clients first, etcd last, so nothing logs a flood of connection errors. The pods'
+        # processes go with the lab's network namespaces (every process in them is killed).
+        procs.stop([p for p in (self._standin_pid, self._node_pid, self._lb_pid, self._vault_pid) if p], marker)
+        self._standin_pid = self._node_pid = self._lb_pid = self._vault_pid = None
+        if self.network is not None:
+            self.network.down()
+            self.network = None  # its block is free now: never tear down whoever takes it next
+        for components in (ABOVE_ETCD + (KUBELET_API,), ("etcd",)):
             procs.stop([p.pids[c] for p in self._planes.values() for c in components if c in p.pids], marker)
             for p in self._planes.values():
                 for c in components:
@@ -351,7 +408,9 @@ class Lab:
         self.standin = state.get("standin", True)
         self.cert_manager = state.get("cert_manager", False)
         self._standin_pid = state.get("standin_pid")
-        self._kubelet_pid = state.get("kubelet_pid")
+        self._node_pid = state.get("node_pid")
+        self._lb_pid = state.get("loadbalancer_pid")
+        self.network = LabNetwork.from_json(state["network"]) if state.get("network") else None
         vault = state.get("vault") or {}
         self.vault_standin = bool(vault)
         self._vault_pid, self._vault_port = vault.get("pid"), vault.get("port")
@@ -363,7 +422,9 @@ class Lab:
                 "standin": self.standin,
                 "cert_manager": self.cert_manager,
                 "standin_pid": self._standin_pid,
-                "kubelet_pid": self._kubelet_pid,
+                "node_pid": self._node_pid,
+                "loadbalancer_pid": self._lb_pid,
+                "network": self.network.to_json() if self.network else None,
                 "vault": {"pid": self._vault_pid, "port": self._vault_port} if self.vault_standin else None,
                 "clusters": [p.to_json() for p in self._planes.values()],
             }

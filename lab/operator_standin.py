@@ -1,21 +1,18 @@
-"""STAND-IN for the Sail operator and a cloud load-balancer controller.
+"""STAND-IN for the Sail operator.
 
-Neither can run in the lab: the Sail operator's module is not served here and it would deploy
-istiod as a pod, and there is no cloud to hand out load-balancer addresses. This module plays
-their visible part, openly, so that code waiting on them runs against real API servers and a real
-istiod:
+The Sail operator does not run in the lab (its module is not served here). This module plays its
+visible part, openly, so that code waiting on it runs against real API servers and a real
+istiod (load-balancer addresses: lab/loadbalancer.py):
 
 - for every `sailoperator.io/v1` `Istio`, istiod's objects rendered from Istio's own istiod chart
   with the resource's `spec.values` by Istio's own istioctl (`lab.istio_chart`): ServiceAccount,
-  RBAC, mesh ConfigMap, Services, the `istiod` Deployment; the kubelet stand-in runs that
-  Deployment's pod as a real istiod process. Objects rendered for an `Istio` that is gone are
+  RBAC, mesh ConfigMap, Services, the injection and validation webhooks, the `istiod`
+  Deployment; the lab's node runs that Deployment's pod (lab/node.py). Objects rendered for an `Istio` that is gone are
   deleted, as a Helm uninstall would;
 - every `Istio` gets the status the operator writes: Ready (conditions True, `state: Healthy`)
   only once its istiod Deployment reports an available replica for the current generation,
   else Ready False with reason `IstiodNotReady`; every `IstioCNI` is reported Ready at once
   (no CNI runs here: there are no pods to wire);
-- every Service of `type: LoadBalancer`, in any namespace, gets
-  `status.loadBalancer.ingress: [{ip: 127.0.0.<n>}]`, unique across the lab.
 
 `lab up --no-standin` leaves the stand-ins out, for tests of behaviour while the operator has
 not (yet) reported.
@@ -116,9 +113,6 @@ class StandIn(standin.Loop):
         self.istioctl = istioctl
         # (cluster, Istio name) -> (spec hash, paths of what was applied for it)
         self._rendered: dict[tuple[str, str], tuple[str, list[str]]] = {}
-        # Remembered across rounds so that a cluster that is briefly unreachable
-        # does not free its addresses for reuse elsewhere.
-        self._used_ips: set[str] = set()
 
     def cluster_names(self) -> list[str]:
         return list(self.clients)
@@ -161,30 +155,6 @@ class StandIn(standin.Loop):
                         f"{base}/{obj['metadata']['name']}/status",
                         {"status": operator_status(obj, types, now, not_ready)},
                     )
-        services = client.get("/api/v1/services")["items"]
-        for svc in services:
-            for ing in svc.get("status", {}).get("loadBalancer", {}).get("ingress") or []:
-                if ing.get("ip"):
-                    self._used_ips.add(ing["ip"])
-        for svc in services:
-            if svc["spec"].get("type") != "LoadBalancer":
-                continue
-            if svc.get("status", {}).get("loadBalancer", {}).get("ingress"):
-                continue
-            md = svc["metadata"]
-            client.merge_patch(
-                f"/api/v1/namespaces/{md['namespace']}/services/{md['name']}/status",
-                {"status": {"loadBalancer": {"ingress": [{"ip": self._next_ip()}]}}},
-            )
-
-    def _next_ip(self) -> str:
-        # 127.0.0.1 is the API servers' own address; start above it.
-        for n in range(2, 255):
-            ip = f"127.0.0.{n}"
-            if ip not in self._used_ips:
-                self._used_ips.add(ip)
-                return ip
-        raise RuntimeError("no free 127.0.0.<n> address left")
 
 
 def from_lab_dir(dir: Path) -> StandIn:

@@ -52,6 +52,24 @@ class ClusterPKI(_CAFiles):
         return self.dir / "admin.key"
 
     @property
+    def kubelet_client_cert(self) -> Path:
+        """How the API server proves itself to the node's kubelet API (exec, logs, port-forward)."""
+        return self.dir / "apiserver-kubelet-client.crt"
+
+    @property
+    def kubelet_client_key(self) -> Path:
+        return self.dir / "apiserver-kubelet-client.key"
+
+    @property
+    def kubelet_cert(self) -> Path:
+        """The node's kubelet API serving certificate (127.0.0.1, where the API server calls it)."""
+        return self.dir / "kubelet.crt"
+
+    @property
+    def kubelet_key(self) -> Path:
+        return self.dir / "kubelet.key"
+
+    @property
     def sa_key(self) -> Path:
         """Service-account signing key."""
         return self.dir / "sa.key"
@@ -152,6 +170,23 @@ def create(dir: Path, cluster: str) -> ClusterPKI:
         pki.admin_key,
         "/O=system:masters/CN=mesh-lab-admin",
         "extendedKeyUsage=clientAuth",
+    )
+    _leaf(
+        pki.ca_cert,
+        pki.ca_key,
+        pki.kubelet_client_cert,
+        pki.kubelet_client_key,
+        "/CN=kube-apiserver-kubelet-client",
+        "extendedKeyUsage=clientAuth",
+    )
+    _leaf(
+        pki.ca_cert,
+        pki.ca_key,
+        pki.kubelet_cert,
+        pki.kubelet_key,
+        f"/CN=lab-node-{cluster}",
+        "extendedKeyUsage=serverAuth",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost",
     )
     _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-out", str(pki.sa_key))
     _openssl("pkey", "-in", str(pki.sa_key), "-pubout", "-out", str(pki.sa_pub))

