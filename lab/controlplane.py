@@ -106,9 +106,7 @@ class ControlPlane:
 
     def prepare(self, taken_ports: set[int]) -> None:
         """Allocate ports and write PKI; nothing runs yet."""
-        for key in ("etcd", "etcd_peer", "apiserver", "kubelet") + (
-            ("cert_manager_healthz",) if self.cert_manager else ()
-        ):
+        for key in ("etcd", "etcd_peer", "apiserver") + (("cert_manager_healthz",) if self.cert_manager else ()):
             self.ports.setdefault(key, procs.free_port(taken_ports))
         pki.create(self.pki.dir, self.name)
         self._write_admin_kubeconfig()

@@ -24,7 +24,7 @@ from threading import Lock
 
 import yaml
 
-from . import crds, pod_state, procs
+from . import crds, node, pod_state, procs
 from .controlplane import ABOVE_ETCD, CERT_MANAGER_CONTROLLER, KUBELET_API, ControlPlane
 from .network import LabNetwork
 from .toolchain import (
@@ -177,6 +177,7 @@ class Lab:
         if self.standin:
             self.network = LabNetwork.allocate(self.names)
             self._save()
+            node.mount_pod_view(self.dir, self.network.prefix)
         if self.vault_standin:  # needs no cluster: it starts while they do
             self._vault_port = procs.free_port(taken)
             self._vault_pid = self._start_module("vault_pki", "--port", str(self._vault_port))
@@ -237,15 +238,16 @@ class Lab:
             plane.wait_cert_manager()
 
     def stop_standin(self) -> None:
-        """Stop the operator stand-in: statuses stay as they are, so a test can take them away
-        without the stand-in putting them back a second later. The nodes and their pods (istiod
-        among them) and the load balancers keep running."""
-        procs.stop([self._standin_pid] if self._standin_pid else [], str(self.dir))
-        self._standin_pid = None
+        """Stop the operator and load-balancer stand-ins: statuses and load-balancer addresses stay
+        as they are, so a test can take them away without a stand-in putting them back a second
+        later. The nodes and their pods (istiod among them) keep running, and the network keeps
+        forwarding each load balancer's address as it was."""
+        procs.stop([p for p in (self._standin_pid, self._lb_pid) if p], str(self.dir))
+        self._standin_pid = self._lb_pid = None
         self._save()
 
     def start_standin(self) -> None:
-        """Start the operator stand-in again (it fills in what is missing within a second)."""
+        """Start the stand-ins again (they fill in what is missing within a second)."""
         if not procs.alive(self._standin_pid, str(self.dir)):
             self._start_standin()
 
@@ -385,6 +387,7 @@ class Lab:
         self._standin_pid = self._node_pid = self._lb_pid = self._vault_pid = None
         if self.network is not None:
             self.network.down()
+            node.unmount_pod_view(self.network.prefix)
             self.network = None  # its block is free now: never tear down whoever takes it next
         for components in (ABOVE_ETCD + (KUBELET_API,), ("etcd",)):
             procs.stop([p.pids[c] for p in self._planes.values() for c in components if c in p.pids], marker)

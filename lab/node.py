@@ -82,6 +82,35 @@ def node_name(cluster: str) -> str:
     return f"{cluster}-node"
 
 
+# Where the lab's folder is seen by the pods' processes. A container that runs as a user of its
+# own (the proxies' 1337) must reach its pod's root by a path whose every folder it may search:
+# Envoy resolves its config's full path. The lab's folder may well sit under one it may not
+# (~root is 0700, so is pytest's temporary folder), so `lab up` binds the lab's folder here.
+POD_VIEW = Path("/run/mesh-lab")
+
+
+def pod_view(prefix: str) -> Path:
+    return POD_VIEW / prefix
+
+
+def mount_pod_view(lab_dir: Path, prefix: str) -> None:
+    view = pod_view(prefix)
+    unmount_pod_view(prefix)
+    view.mkdir(parents=True, exist_ok=True)
+    for folder in (POD_VIEW, view):
+        folder.chmod(0o755)
+    subprocess.run(["mount", "--bind", str(lab_dir), str(view)], check=True, capture_output=True)
+    lab_dir.chmod(lab_dir.stat().st_mode | 0o011)  # searchable (not listable) through the view
+
+
+def unmount_pod_view(prefix: str) -> None:
+    view = pod_view(prefix)
+    if view.is_mount():
+        subprocess.run(["umount", "--lazy", str(view)], check=False, capture_output=True)
+    if view.exists() and not view.is_mount():
+        shutil.rmtree(view, ignore_errors=True)
+
+
 class Container:
     """One container of a pod, run as a process."""
 
@@ -502,7 +531,8 @@ class Node:
         self.plane, self.network, self.relay = plane, lab_network, relay
         self.cluster = plane.name
         self.name = node_name(plane.name)
-        self.dir = plane.dir / "pods"
+        # The pods' folders as their processes see them (POD_VIEW).
+        self.dir = pod_view(lab_network.prefix) / plane.dir.name / "pods"
         self.pods: dict[str, PodRun] = {}  # by uid
         self.istiod_hosts: list[tuple[str, list[str]]] = []
         self._heartbeat = 0.0

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -394,3 +395,49 @@ def test_followed_logs_stream_what_is_appended_until_the_container_stops(node, t
         connection.close()
         del pod["containers"]["follow"]
         node.write_pod(pod)
+
+
+def test_port_forward_reaches_a_server_on_the_pods_own_loopback(node):
+    """A websocket port-forward (v4.channel.k8s.io, as client libraries ask the API server for
+    one) to a server that listens on 127.0.0.1 inside the pod's namespace only, as istiod's
+    debug port answers only loopback callers."""
+    subprocess.run(["ip", "-n", node.netns, "link", "set", "lo", "up"], check=True)  # as in a pod
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", node.netns, sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "18080"],
+        cwd=node.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while (
+            "127.0.0.1:18080"
+            not in subprocess.run(
+                ["ip", "netns", "exec", node.netns, "ss", "-ltn"], capture_output=True, text=True
+            ).stdout
+        ):
+            assert time.monotonic() < deadline, "the server in the pod did not listen"
+            time.sleep(0.1)
+        ws = connect(node, f"wss://127.0.0.1:{node.port}/portForward/{NAMESPACE}/{POD}?port=18080")
+        # First, on the data (0) and error (1) channels, the port number: 2 bytes, little endian.
+        port = (18080).to_bytes(2, "little")
+        assert {ws.recv_data()[1] for _ in range(2)} == {b"\x00" + port, b"\x01" + port}
+        ws.send_binary(b"\x00" + b"GET / HTTP/1.0\r\nHost: pod\r\n\r\n")
+        answer = b""
+        while b"</html>" not in answer:
+            opcode, data = ws.recv_data()
+            assert opcode != websocket.ABNF.OPCODE_CLOSE, answer
+            if data and data[0] == 0:
+                answer += data[1:]
+        assert answer.startswith(b"HTTP/1.0 200 OK"), answer[:200]
+        ws.close()
+        # From this host the same port is not reachable: only the pod's loopback has it.
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", 18080), timeout=2).close()
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_port_forward_to_a_missing_pod_says_so_on_the_error_channel(node):
+    ws = connect(node, f"wss://127.0.0.1:{node.port}/portForward/{NAMESPACE}/nosuchpod?port=18080")
+    got = read_channels(ws, {0: b"", 1: b""})
+    assert b"pod sample/nosuchpod not found" in got[1], got

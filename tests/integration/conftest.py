@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +23,7 @@ from cryptography import x509
 from pulumi import automation as auto
 
 from lab.lab import Lab
+from mesh.verify import istiod_access
 from mesh.verify import istiod_answers as istiod_checks
 
 from . import istio_clients
@@ -185,14 +185,16 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60, interval:
 
 
 def istiod_state(mesh: DeployedMesh, cluster: str) -> dict:
-    """What the kubelet stand-in reports for a cluster's istiod: pid, ip, ports, log, ready."""
+    """What the cluster's node reports for its istiod pod: name, pid, ip, ports, log, ready."""
     return mesh.lab.istiods()[cluster]["istiod"]
 
 
 def istiod_debug(mesh: DeployedMesh, cluster: str, path: str) -> Any:
-    """GET a debug path of the cluster's istiod (monitoring port, loopback: no credentials)."""
-    with urllib.request.urlopen(f"http://{istiod_state(mesh, cluster)['ip']}:15014{path}", timeout=10) as resp:
-        return json.loads(resp.read())
+    """GET a debug path of the cluster's istiod as istioctl does: through a port-forward to its
+    monitoring port (istiod answers loopback callers without credentials)."""
+    state = istiod_state(mesh, cluster)
+    istiod = istiod_access.Istiod(state["name"], state["ip"], istiod_access.MONITORING_PORT)
+    return istiod_access.get_json(mesh.client(cluster), istiod, path, timeout=10)
 
 
 def istiod_log(mesh: DeployedMesh, cluster: str) -> str:
@@ -331,7 +333,7 @@ class EndpointWatch:
                 shardz = istiod_debug(self.mesh, self.cluster, "/debug/endpointShardz")
                 found = istiod_checks.shard_endpoints(shardz, istiod_checks.HELLOWORLD_HOST, "sample")
                 self.counts.append(len(found.get(self.source, [])))
-            except OSError:
+            except (OSError, istiod_access.Unreachable):
                 self.counts.append(-1)  # istiod did not answer
             self._stop.wait(0.2)
 

@@ -11,7 +11,6 @@ import re
 import kubernetes
 import pytest
 
-from mesh.plan import samples
 
 from .conftest import (
     EndpointWatch,
@@ -29,7 +28,6 @@ from .conftest import (
     update,
     wait_for,
 )
-from .workload_standin import run_pod
 
 CLUSTERS = ["east", "west"]
 
@@ -41,14 +39,7 @@ def mesh(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def west_endpoint(mesh):
-    """A Ready helloworld pod on west (stand-in), which east's real istiod must keep serving."""
-    version = "v2"
-    manifest = next(
-        m
-        for m in samples.sample_manifests(version)
-        if m["kind"] == "Deployment" and m["metadata"]["name"] == f"helloworld-{version}"
-    )
-    run_pod(mesh.client("west"), manifest, "10.244.2.10")
+    """West's Ready helloworld pod (v2, run by west's node), which east's real istiod must keep serving."""
     wait_for("east's istiod to hold west's helloworld endpoint", lambda: _watch_once(mesh), timeout=60)
     return {name: istiod_state(mesh, name)["pid"] for name in CLUSTERS}
 

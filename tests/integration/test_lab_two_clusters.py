@@ -33,7 +33,9 @@ def test_every_object_is_on_its_own_cluster(mesh):
         service = core.read_namespaced_service("istio-eastwestgateway", "istio-system")
         assert service.metadata.labels["topology.istio.io/network"] == network
         assert service.spec.type == "LoadBalancer"
-        assert service.spec.load_balancer_source_ranges == ["127.0.0.0/8"]
+        # Only the other cluster's egress address (its node's, on the lab's network) may connect.
+        peer = CLUSTERS[1 - index]
+        assert service.spec.load_balancer_source_ranges == mesh.cluster_config(peer)["egressCidrs"]
         assert {p.name: p.port for p in service.spec.ports} == {
             "status-port": 15021,
             "tls": 15443,

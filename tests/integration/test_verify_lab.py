@@ -1,11 +1,10 @@
 """`mesh verify` on a real `pulumi up` of the mesh in the lab: healthy first, then broken ways.
 
-Every check the API servers and the lab's real istiods can answer runs for real: each istiod is
-asked what it has synced and which endpoints it serves. What the lab cannot run is played by
-stand-ins named as such below: the gateway Deployment's status, and the sample workloads' Ready
-pods with their endpoints (tests.integration.workload_standin). Pods never run here, so the
-traffic check uses a fake exec fed real helloworld lines; the real exec path is run once through
-the CLI, where the API server's answer (no node for the pod) must come out as the traffic failure.
+Every check runs for real: each istiod is asked (through a port-forward, as istioctl asks it) what
+it has synced and which endpoints it serves, the sample pods are the lab nodes' pods, and the
+traffic check execs the article's curl in each cluster's sleep, through the sidecars and the
+east-west gateways. Only the test that must see a traffic failure of a kind the lab cannot make
+on demand feeds verify a fake exec, named as such.
 
 Tests run in the order written and share one `up`; each breakage is undone before the next.
 """
@@ -32,41 +31,14 @@ from mesh.plan.remote_secrets import remote_kubeconfig
 
 from ..test_verification import bundle, make_ca
 from .conftest import deploy, synced_peers, wait_for
-from .workload_standin import run_pod
 
 CLUSTERS = ["east", "west"]
 HELLO = "Hello version: {version}, instance: helloworld-{version}-776f57d5f6-s7zfc\n"
 
 
-# --- stand-ins for what the lab does not run ----------------------------------------------
-
-
-def deployment_controller_standin_marks_available(apps, name: str, namespace: str) -> None:
-    """STAND-IN for the deployment controller: one replica, available."""
-    apps.patch_namespaced_deployment_status(
-        name,
-        namespace,
-        {
-            "status": {
-                "observedGeneration": 1,
-                "replicas": 1,
-                "updatedReplicas": 1,
-                "readyReplicas": 1,
-                "availableReplicas": 1,
-                "conditions": [
-                    {
-                        "type": "Available",
-                        "status": "True",
-                        "reason": "MinimumReplicasAvailable",
-                        "message": "Deployment has minimum availability.",
-                    }
-                ],
-            }
-        },
-    )
-
-
 def set_pod_ready(core, name: str, namespace: str, ready: bool) -> None:
+    """The pod's Ready condition as a kubelet whose probe failed reports it (the lab's node only
+    writes a pod's status when its own view of the pod changes, so it leaves this one be)."""
     status = "True" if ready else "False"
     core.patch_namespaced_pod_status(
         name,
@@ -82,28 +54,16 @@ def set_pod_ready(core, name: str, namespace: str, ready: bool) -> None:
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
-    deployment = deploy("verify", CLUSTERS, tmp_path_factory)
-    deployed = next(deployment)
-    try:
-        for name in CLUSTERS:
-            apps = kubernetes.client.AppsV1Api(deployed.client(name))
-            deployment_controller_standin_marks_available(apps, GATEWAY_NAME, ISTIO_NAMESPACE)
-            version = f"v{CLUSTERS.index(name) + 1}"
-            for number, manifest in enumerate(
-                m for m in samples.sample_manifests(version) if m["kind"] == "Deployment"
-            ):
-                run_pod(deployed.client(name), manifest, f"10.244.{CLUSTERS.index(name) + 1}.{number + 10}")
-        yield deployed
-    finally:
-        deployment.close()  # destroy, then stop the lab
+    yield from deploy("verify", CLUSTERS, tmp_path_factory)
 
 
 # --- running verify -----------------------------------------------------------------------
 
 
 class MeshExec:
-    """A fake exec: every sleep gets answers from every version deployed, in turn, and
-    `overrides` replace the answers of one source cluster."""
+    """A FAKE exec, for the one test that needs traffic failing in a given way: every sleep gets
+    answers from every version deployed, in turn, and `overrides` replace the answers of one source
+    cluster."""
 
     def __init__(self, mesh_config: config.MeshConfig, **overrides: list[str]):
         versions = list(v.expected_versions(mesh_config))
@@ -118,12 +78,17 @@ class MeshExec:
         return answers[self.calls[cluster] % len(answers)]
 
 
+# Requests per cluster: the answering version is random, and each must be seen (2 in 2**12 runs
+# would miss one).
+REQUESTS = 12
+
+
 def run(mesh, timeout: float = 20, exec_=None, mesh_roots=(), progress=None) -> v.Report:
     mesh_config = config.parse(mesh.config)
     apis = {c.name: v.connect(c, request_timeout=10) for c in mesh_config.clusters}
-    settings = v.Settings(requests=4, timeout=timeout, interval=0.5, mesh_roots=mesh_roots)
+    settings = v.Settings(requests=REQUESTS, timeout=timeout, interval=0.5, mesh_roots=mesh_roots)
     try:
-        return v.verify(mesh_config, apis, exec_ or MeshExec(mesh_config), settings, progress or print)
+        return v.verify(mesh_config, apis, exec_ or v.PodExec(mesh_config, apis, 10), settings, progress or print)
     finally:
         for api in apis.values():
             api.close()
@@ -131,6 +96,12 @@ def run(mesh, timeout: float = 20, exec_=None, mesh_roots=(), progress=None) -> 
 
 def failures(report: v.Report) -> dict[tuple[str, str, str], str]:
     return {(r.check, r.cluster, r.item): r.detail for r in report.results if r.failed}
+
+
+def control_failures(report: v.Report) -> dict[tuple[str, str, str], str]:
+    """The failures but traffic's: where a break also stops real requests, how many of them still
+    got through before the proxies heard of it depends on timing; the rest of the report does not."""
+    return {key: detail for key, detail in failures(report).items() if key[0] != v.TRAFFIC}
 
 
 def istio_system(mesh, cluster: str):
@@ -165,7 +136,7 @@ def test_a_healthy_mesh_passes_every_check_on_every_cluster(mesh):
         } <= seen
     details = {(r.check, r.cluster, r.item): r.detail for r in report.results}
     address = details[(v.GATEWAY, "east", f"Service {GATEWAY_NAME}")]
-    assert address.startswith("address 127.0.0."), address
+    assert address == f"address {mesh.outputs['clusters']['east']['gatewayAddress']}", address
     assert details[(v.REMOTE_SECRETS, "east", "istio-remote-secret-cluster2")] == (
         "opens west (network2) and may read what istiod reads"
     )
@@ -178,13 +149,13 @@ def test_a_healthy_mesh_passes_every_check_on_every_cluster(mesh):
     root = x509.load_pem_x509_certificate(mesh.outputs["rootCertificate"].encode())
     assert details[(v.CACERTS, "west", "Secret cacerts")] == f"valid chain under root {v.fingerprint(root)}"
     assert run(mesh, mesh_roots=(root,)).ok
-    assert report.to_dict()["traffic"]["sources"]["east"]["versions"] == {"v1": 2, "v2": 2}
+    answered = report.to_dict()["traffic"]["sources"]["east"]["versions"]
+    assert set(answered) == {"v1", "v2"} and sum(answered.values()) == REQUESTS, answered
 
 
-def test_the_command_runs_the_real_exec_and_reports_why_it_failed(mesh, tmp_path):
+def test_the_command_verifies_the_mesh_end_to_end(mesh, tmp_path):
     """The CLI, end to end: `--stack` reads Pulumi.itest-verify.yaml (written by the fixture),
-    `--config` a copy of it; the real exec reaches the API server, which refuses it because no
-    node runs the pod."""
+    `--config` a copy of it; the real exec runs the article's curl in each cluster's sleep."""
     command = [
         sys.executable,
         "-m",
@@ -193,20 +164,15 @@ def test_the_command_runs_the_real_exec_and_reports_why_it_failed(mesh, tmp_path
         "--stack",
         "itest-verify",
         "--requests",
-        "2",
+        "12",
         "--timeout",
         "10",
     ]
     done = subprocess.run([*command, "--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
-    failing = [r for r in report["results"] if r["status"] == "fail"]
-    assert {(r["check"], r["cluster"]) for r in failing} == {(v.TRAFFIC, "east"), (v.TRAFFIC, "west")}
-    assert all(
-        r["detail"].startswith("exec into sample/sleep failed: API error 0: pod sleep-")
-        and r["detail"].endswith(f"does not have a host assigned; {v.NO_NODE}")
-        for r in failing
-    ), failing
+    assert not [r for r in report["results"] if r["status"] == "fail"]
+    assert set(report["traffic"]["sources"]["west"]["versions"]) == {"v1", "v2"}
     assert "mesh verify: checking remote secrets" in done.stderr
     # The same config through --config, as tables.
     stack_file = REPO / "Pulumi.itest-verify.yaml"
@@ -216,7 +182,7 @@ def test_the_command_runs_the_real_exec_and_reports_why_it_failed(mesh, tmp_path
     root.write_text(mesh.outputs["rootCertificate"])
     command[command.index("--stack") : command.index("--stack") + 2] = ["--config", str(copy), "--root-cert", str(root)]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 1
+    assert done.returncode == 0, done.stdout + done.stderr
     print(done.stdout)
     assert "\nremote secrets\n  CLUSTER  ITEM                          RESULT  DETAIL\n" in done.stdout
     assert (
@@ -225,7 +191,7 @@ def test_the_command_runs_the_real_exec_and_reports_why_it_failed(mesh, tmp_path
     )
     # Skipped: cert-manager's issuance, on a mesh whose intermediates `up` issues.
     assert "\ncert-manager issuance\n" in done.stdout and "certificates.backend is pulumi-tls" in done.stdout
-    assert done.stdout.rstrip().endswith("the mesh is NOT working: 24 passed, 2 failed, 1 skipped")
+    assert done.stdout.rstrip().endswith("the mesh works: 26 passed, 0 failed, 1 skipped")
 
 
 # --- broken meshes ------------------------------------------------------------------------
@@ -251,7 +217,7 @@ def test_a_deleted_remote_secret_fails_it_and_what_east_istiod_reads_through_it(
             ),
         )
     missing = "not found in istio-system: east's istiod cannot see west's endpoints; `pulumi up --refresh` recreates it"
-    assert failures(report) == {
+    assert control_failures(report) == {
         (v.REMOTE_SECRETS, "east", "istio-remote-secret-cluster2"): missing,
         (
             v.ISTIOD_PEERS,
@@ -309,7 +275,7 @@ def test_a_remote_secret_that_opens_the_other_cluster_is_caught(mesh):
         report = run(mesh, timeout=2)
     finally:
         west_core.patch_namespaced_secret(name, namespace, {"data": saved})
-    assert failures(report) == {
+    assert control_failures(report) == {
         (
             v.REMOTE_SECRETS,
             "west",
@@ -337,8 +303,8 @@ def test_cacerts_signed_by_another_root_is_caught_on_both_sides(mesh):
     core.patch_namespaced_secret("cacerts", namespace, {"data": foreign})
     stack_root = x509.load_pem_x509_certificate(mesh.outputs["rootCertificate"].encode())
     try:
-        between_clusters = failures(run(mesh, timeout=2))
-        against_stack = failures(run(mesh, timeout=2, mesh_roots=(stack_root,)))
+        between_clusters = control_failures(run(mesh, timeout=2))
+        against_stack = control_failures(run(mesh, timeout=2, mesh_roots=(stack_root,)))
     finally:
         core.patch_namespaced_secret("cacerts", namespace, {"data": saved})
     west, east = (v.CACERTS, "west", "Secret cacerts"), (v.CACERTS, "east", "Secret cacerts")
@@ -357,7 +323,7 @@ def test_cacerts_signed_by_another_root_is_caught_on_both_sides(mesh):
 
 
 def test_a_gateway_without_address_and_an_unready_istio_are_reported_and_awaited(mesh):
-    # The operator stand-in would put both back within a second: stop it first.
+    # The operator and load-balancer stand-ins would put both back within a second: stop them first.
     mesh.lab.stop_standin()
     core, namespace = istio_system(mesh, "east")
     custom = mesh.custom("east")
@@ -376,7 +342,7 @@ def test_a_gateway_without_address_and_an_unready_istio_are_reported_and_awaited
         report = run(mesh, timeout=3, progress=said.append)
     finally:
         mesh.lab.start_standin()
-    assert failures(report) == {
+    assert control_failures(report) == {
         (v.CONTROL_PLANE, "east", "Istio default"): f"not Ready (state ReconcileError): ReconcileError: {message}",
         (
             v.GATEWAY,
@@ -398,9 +364,12 @@ def test_a_sample_pod_that_is_not_ready_fails_its_deployment(mesh):
         report = run(mesh, timeout=2)
     finally:
         set_pod_ready(core, pod.metadata.name, samples.NAMESPACE, True)
-    assert failures(report) == {
-        (v.SAMPLE_PODS, "west", "Deployment sleep"): f"no Ready pod (pods: {pod.metadata.name} Running); {v.NO_NODE}",
-    }
+    found = failures(report)
+    assert found.pop((v.SAMPLE_PODS, "west", "Deployment sleep")) == (
+        f"no Ready pod (pods: {pod.metadata.name} Running); look at `kubectl -n sample describe pod`"
+    )
+    # With no Ready sleep pod, nothing can be sent from west.
+    assert list(found) == [(v.TRAFFIC, "west", "sleep -> helloworld")], found
 
 
 def test_traffic_that_never_crosses_fails_the_source_that_sees_one_version(mesh):
@@ -408,13 +377,13 @@ def test_traffic_that_never_crosses_fails_the_source_that_sees_one_version(mesh)
     refused = "curl: (7) Failed to connect to helloworld.sample port 5000 after 3 ms: Couldn't connect to server\n"
     exec_ = MeshExec(mesh_config, west=[HELLO.format(version="v2"), refused])
     report = run(mesh, exec_=exec_)
-    assert exec_.calls == {"east": 4, "west": 4}
+    assert exec_.calls == {"east": REQUESTS, "west": REQUESTS}
     assert failures(report) == {
         (
             v.TRAFFIC,
             "west",
             "sleep -> helloworld",
         ): "never answered by v1 (east): traffic from west does not reach east: look at the gateway, "
-        "remote-secret and cacerts checks above; 2 of 4 failed, e.g. 2x "
+        f"remote-secret and cacerts checks above; {REQUESTS // 2} of {REQUESTS} failed, e.g. {REQUESTS // 2}x "
         '"curl: (7) Failed to connect to helloworld.sample port 5000 after 3 ms: Couldn\'t connect to server"',
     }

@@ -376,6 +376,7 @@ func (s *server) websocketPortForward(w http.ResponseWriter, req *http.Request) 
 			defer wg.Done()
 			defer errs.Close()
 			if err := s.portForward(req.Context(), namespace, podName, port, data); err != nil {
+				s.logger.Warn("port-forward failed", "pod", namespace+"/"+podName, "port", port, "error", err)
 				fmt.Fprintf(errs, "error forwarding port %d to pod %s/%s: %v", port, namespace, podName, err)
 			}
 		}()
