@@ -165,27 +165,27 @@ class Lab:
             crd_docs += crds.load(cert_manager_crds())
         self.dir.mkdir(parents=True, exist_ok=True)
         self._save()  # from now on the dir is recognisably a lab's, for `down`
-        taken: set[int] = set()
-        for name in self.names:
-            plane = ControlPlane(name, self.dir / name, cert_manager=self.cert_manager)
-            plane.prepare(taken)
-            if self.standin:
-                plane.ports["kubelet"] = procs.free_port(taken)
-            self._planes[name] = plane
-        self._write_kubeconfig()
-        self._save()
-        if self.standin:
-            self.network = LabNetwork.allocate(self.names)
-            self._save()
-            node.mount_pod_view(self.dir, self.network.prefix)
-        if self.vault_standin:  # needs no cluster: it starts while they do
-            self._vault_port = procs.free_port(taken)
-            self._vault_pid = self._start_module("vault_pki", "--port", str(self._vault_port))
-            self._save()
         # At most four clusters come up at once: on a small machine (2 cores) more API servers
         # compiling the CRDs' schemas at the same time answer too slowly (seen with 8).
-        pool = ThreadPoolExecutor(min(len(self._planes), 4))
+        pool = ThreadPoolExecutor(min(len(self.names), 4))
         try:
+            taken: set[int] = set()
+            for name in self.names:
+                plane = ControlPlane(name, self.dir / name, cert_manager=self.cert_manager)
+                plane.prepare(taken)
+                if self.standin:
+                    plane.ports["kubelet"] = procs.free_port(taken)
+                self._planes[name] = plane
+            self._write_kubeconfig()
+            self._save()
+            if self.standin:
+                self.network = LabNetwork.allocate(self.names)
+                self._save()
+                node.mount_pod_view(self.dir, self.network.prefix)
+            if self.vault_standin:  # needs no cluster: it starts while they do
+                self._vault_port = procs.free_port(taken)
+                self._vault_pid = self._start_module("vault_pki", "--port", str(self._vault_port))
+                self._save()
             list(pool.map(lambda p: self._bring_up(p, bins, crd_docs), self._planes.values()))
             if self.standin:
                 self._start_standin()
@@ -383,12 +383,17 @@ class Lab:
         marker = str(self.dir)
         # Clients first, etcd last, so nothing logs a flood of connection errors. The pods'
         # processes go with the lab's network namespaces (every process in them is killed).
-        procs.stop([p for p in (self._standin_pid, self._node_pid, self._lb_pid, self._vault_pid) if p], marker)
-        self._standin_pid = self._node_pid = self._lb_pid = self._vault_pid = None
-        if self.network is not None:
-            self.network.down()
-            node.unmount_pod_view(self.network.prefix)
-            self.network = None  # its block is free now: never tear down whoever takes it next
+        try:
+            procs.stop([p for p in (self._standin_pid, self._node_pid, self._lb_pid, self._vault_pid) if p], marker)
+            self._standin_pid = self._node_pid = self._lb_pid = self._vault_pid = None
+        finally:
+            # Whatever failed, the lab's namespaces, routes and mount must not outlive it.
+            if self.network is not None:
+                try:
+                    self.network.down()
+                finally:
+                    node.unmount_pod_view(self.network.prefix)
+                self.network = None  # its block is free now: never tear down whoever takes it next
         for components in (ABOVE_ETCD + (KUBELET_API,), ("etcd",)):
             procs.stop([p.pids[c] for p in self._planes.values() for c in components if c in p.pids], marker)
             for p in self._planes.values():

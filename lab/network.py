@@ -335,6 +335,11 @@ class LabNetwork:
         in_netns(self.wan, "iptables-restore", input="\n".join(nat + filter_) + "\n")
 
 
+def leftovers(prefix: str) -> list[str]:
+    """The namespaces and host links of a lab's block still on this host (none after its `down`)."""
+    return [n for n in _lab_names() if n == f"{prefix}h" or n.startswith(f"{prefix}-")]
+
+
 def _lab_names() -> list[str]:
     """Every lab namespace and host link on this host (any lab's)."""
     names = [p.name for p in NETNS_DIR.iterdir()] if NETNS_DIR.is_dir() else []

@@ -96,19 +96,25 @@ def pod_view(prefix: str) -> Path:
 def mount_pod_view(lab_dir: Path, prefix: str) -> None:
     view = pod_view(prefix)
     unmount_pod_view(prefix)
-    view.mkdir(parents=True, exist_ok=True)
+    view.mkdir(parents=True)
     for folder in (POD_VIEW, view):
         folder.chmod(0o755)
     subprocess.run(["mount", "--bind", str(lab_dir), str(view)], check=True, capture_output=True)
     lab_dir.chmod(lab_dir.stat().st_mode | 0o011)  # searchable (not listable) through the view
 
 
+def _mounted(path: Path) -> bool:
+    # Not Path.is_mount(): a bind mount from the same file system as its parent looks like none.
+    mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    return any(line.split()[4] == str(path) for line in mounts)
+
+
 def unmount_pod_view(prefix: str) -> None:
     view = pod_view(prefix)
-    if view.is_mount():
-        subprocess.run(["umount", "--lazy", str(view)], check=False, capture_output=True)
-    if view.exists() and not view.is_mount():
-        shutil.rmtree(view, ignore_errors=True)
+    while _mounted(view):
+        subprocess.run(["umount", "--lazy", str(view)], check=True, capture_output=True)
+    if view.exists():
+        view.rmdir()  # empty once unmounted: never removes the lab's files
 
 
 class Container:

@@ -22,6 +22,7 @@ import yaml
 from cryptography import x509
 from pulumi import automation as auto
 
+from lab import network, node
 from lab.lab import Lab
 from mesh.verify import istiod_access
 from mesh.verify import istiod_answers as istiod_checks
@@ -161,7 +162,11 @@ def deploy(name: str, clusters: list[str], tmp_path_factory, log: Callable[[str]
                 stack.destroy(exclude_protected=True, color="never", on_output=log)
                 remove_stack(stack)
         finally:
+            prefix = lab.network.prefix if lab.network else None
             lab.down()
+            if prefix:  # the data plane's namespaces, routes and mount go with the lab
+                assert not network.leftovers(prefix), network.leftovers(prefix)
+                assert not node.pod_view(prefix).exists()
 
 
 # --- the lab's real istiods -----------------------------------------------------------------

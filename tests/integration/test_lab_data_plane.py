@@ -188,3 +188,29 @@ def test_without_west_gateway_east_gets_only_v1_and_v2_returns_with_it(mesh):
         timeout=120,
         interval=2,
     )
+
+
+def test_a_wrong_network_label_breaks_the_requests_that_cross_and_says_how(mesh):
+    """West's istio-system labelled as east's network: east's istiod then sends east's sidecars
+    straight to west's pod IPs, which no route reaches (each cluster is its own network), instead
+    of through west's gateway. The requests that go there fail; put back, v2 answers again."""
+    core = mesh.core("west")
+    label = {"metadata": {"labels": {"topology.istio.io/network": "network1"}}}
+    core.patch_namespace("istio-system", label)
+    try:
+        failed = wait_for(
+            "east's requests to west to fail",
+            lambda: [line for line in step6(mesh, "east", 6) if not HELLO.match(line)],
+            timeout=120,
+            interval=1,
+        )
+        assert any("upstream connect error" in line or "timed out" in line for line in failed), failed
+    finally:
+        label["metadata"]["labels"]["topology.istio.io/network"] = "network2"
+        core.patch_namespace("istio-system", label)
+    wait_for(
+        "v2 to answer east again, with no error",
+        lambda: (seen := versions(step6(mesh, "east", 6))) and set(seen) == {"v1", "v2"},
+        timeout=120,
+        interval=2,
+    )
