@@ -89,7 +89,8 @@ def istiod_deployment_name(istio: dict) -> str:
 
 def istiod_not_ready(client: KubeClient, istio: dict) -> str | None:
     """Why the `Istio`'s istiod is not ready, or None when its Deployment has an available
-    replica (which the kubelet stand-in reports only while istiod answers its readiness probe)."""
+    replica (the real Deployment controller counts it only while istiod's pod is Ready, which the
+    node reports only while istiod answers its readiness probe)."""
     namespace = istio["spec"].get("namespace", "istio-system")
     name = istiod_deployment_name(istio)
     try:

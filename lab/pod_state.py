@@ -1,6 +1,6 @@
-"""Where the kubelet stand-in records each process it runs for a pod (`<lab>/<cluster>/pods/
-<namespace>.<name>/pod.json`: pid, address, ports, log, readiness), read by `lab status` and by
-`lab down`, which stops whatever the stand-in could not."""
+"""Where a lab node records each pod it runs (`<lab>/<cluster>/pods/<namespace>.<name>/pod.json`:
+its network namespace, pod IP, root, readiness, and per container pid, log, env and user), read by
+`lab status` and by the node's kubelet API (toolchain/go/kubelet-api)."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ class RunFacts:
     outputs: Mapping[str, Any]
     """The stack's outputs (plain values only)."""
     istiods: Mapping[str, Mapping[str, dict]]
-    """cluster -> istiod deployment -> the kubelet stand-in's state of its process."""
+    """cluster -> "istiod" -> its pod as the cluster's node runs it (`Lab.istiods`)."""
     dir_flag: str
     """`--dir ...` when the lab is not in the default folder, else empty."""
 
