@@ -62,11 +62,10 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
     except OSError:
         pass
     finally:
-        for s in (dst,):
-            try:
-                s.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
+        try:
+            dst.shutdown(socket.SHUT_WR)  # the other side sees the end of this direction
+        except OSError:
+            pass
 
 
 def _relay(client: socket.socket, port: int) -> None:

@@ -63,12 +63,14 @@ from .api_relay import ApiRelay
 from .controlplane import ControlPlane
 from .kubeapi import ApiError, KubeClient
 from .pod_state import read_state, write_state
+from .toolchain import versions
 
 BACKOFF_START, BACKOFF_MAX = 10.0, 300.0  # the kubelet's crash-loop back-off
 DEFAULT_GRACE = 30
 HEARTBEAT_SECONDS = 40
 NODE_CAPACITY = {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "100Gi"}
-KUBELET_VERSION = "v1.35.4"  # the lab's Kubernetes (toolchain/versions.env): Istio reads it
+# The lab's Kubernetes, as the Node reports it: Istio reads it (native sidecars from 1.33 on).
+KUBELET_VERSION = f"v{versions()['KUBERNETES_VERSION']}"
 CLUSTER_DNS = "10.0.0.10"
 ISTIOD_SERVICE_PREFIX = "istiod"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -708,15 +710,6 @@ class NodeAgent(standin.Loop):
                 t.join()
         finally:
             self.stopped()
-
-    def reconcile_one(self, name: str) -> None:
-        try:
-            self.reconcile_cluster(name)
-            self._errors.pop(name, None)
-        except Exception as e:  # noqa: BLE001 - a stopped cluster is expected
-            if self._errors.get(name) != str(e):
-                print(f"{name}: {type(e).__name__}: {str(e).strip()}", flush=True)
-                self._errors[name] = str(e)
 
     def stopped(self) -> None:
         for node in self.nodes.values():

@@ -1,16 +1,15 @@
-"""What the kubelet makes of a pod template, for a process that runs on this host instead of in
-a container: its volumes as files under a directory that stands for the container's root, its
-environment, and its readiness probe.
+"""What the kubelet makes of a pod, for processes that run on this host instead of in containers
+(lab/node.py runs them): its volumes as files under a directory that stands for the containers'
+root, and each container's environment.
 
-Only what istiod's pod template (Istio's istiod chart) uses is supported: secret, configMap,
-emptyDir and projected serviceAccountToken volumes; env values, fieldRef, resourceFieldRef,
-secretKeyRef and configMapKeyRef; an httpGet readiness probe. Anything else is refused by name,
-so a chart that starts needing more fails loudly instead of running half-configured.
+Supported: secret, configMap, downwardAPI, emptyDir and projected (serviceAccountToken, configMap,
+secret, downwardAPI) volumes; env values with `$(VAR)` references, fieldRef, resourceFieldRef,
+secretKeyRef and configMapKeyRef. Anything else is refused by name, so a pod that needs more fails
+loudly instead of running half-configured.
 
 Paths: the container's absolute paths (`/etc/cacerts`) become `<root>/etc/cacerts`, and the
-process runs with `<root>` as its working directory. istiod's own defaults are relative for this
-reason (`ROOT_CA_DIR=./etc/cacerts`, `./var/run/secrets/tokens/istio-token`), and env values that
-name a mounted path are rewritten to the same place under `<root>`.
+processes run with `<root>` as their working directory. Istio's own defaults are relative for this
+reason (`ROOT_CA_DIR=./etc/cacerts`, `./var/run/secrets/tokens/istio-token`).
 """
 
 from __future__ import annotations
@@ -206,14 +205,6 @@ class Volumes:
     @property
     def service_account_dir(self) -> Path:
         return host_path(self.root, SERVICE_ACCOUNT_DIR)
-
-    def rewrite_path(self, value: str) -> str:
-        """An env value naming a mounted path, as that path on this host."""
-        for paths in self.mounts.values():
-            for mount in paths:
-                if value == mount or value.startswith(mount.rstrip("/") + "/"):
-                    return str(host_path(self.root, value))
-        return value
 
 
 def _quantity(value: str) -> float:

@@ -32,13 +32,17 @@ class Loop:
 
     def reconcile(self) -> None:
         for name in self.cluster_names():
-            try:
-                self.reconcile_cluster(name)
-                self._errors.pop(name, None)
-            except Exception as e:  # noqa: BLE001 - a stopped cluster is expected
-                if self._errors.get(name) != str(e):
-                    print(f"{name}: {type(e).__name__}: {str(e).strip()}", file=sys.stderr, flush=True)
-                    self._errors[name] = str(e)
+            self.reconcile_one(name)
+
+    def reconcile_one(self, name: str) -> None:
+        """One round for one cluster; its failure logged once per change."""
+        try:
+            self.reconcile_cluster(name)
+            self._errors.pop(name, None)
+        except Exception as e:  # noqa: BLE001 - a stopped cluster is expected
+            if self._errors.get(name) != str(e):
+                print(f"{name}: {type(e).__name__}: {str(e).strip()}", file=sys.stderr, flush=True)
+                self._errors[name] = str(e)
 
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -28,7 +29,7 @@ from mesh.verify import istiod_access
 from mesh.verify import istiod_answers as istiod_checks
 
 from . import istio_clients
-from lab.stack import mesh_config, open_stack, remove_stack, write_config
+from lab.stack import VENV, mesh_config, open_stack, remove_stack, write_config
 
 
 @dataclass
@@ -167,6 +168,29 @@ def deploy(name: str, clusters: list[str], tmp_path_factory, log: Callable[[str]
             if prefix:  # the data plane's namespaces, routes and mount go with the lab
                 assert not network.leftovers(prefix), network.leftovers(prefix)
                 assert not node.pod_view(prefix).exists()
+
+
+# --- requests across the mesh ----------------------------------------------------------------
+
+# One answer of Istio's helloworld sample, whole.
+HELLO = re.compile(r"^Hello version: (?P<version>v\d), instance: (?P<instance>\S+)$")
+
+
+def step6(mesh: DeployedMesh, cluster: str, times: int = 10) -> list[str]:
+    """The walk-through's Step 6 loop, as written there with kubectl for oc, from `cluster`'s sleep;
+    its output lines."""
+    script = (
+        f'for i in {{0..{times - 1}}}; do kubectl --context="{cluster}" exec -n sample deploy/sleep -c sleep -- '
+        "curl -sS helloworld.sample:5000/hello; done"
+    )
+    done = subprocess.run(
+        ["bash", "-c", script],
+        env={"PATH": f"{VENV / 'bin'}:/usr/bin:/bin", "KUBECONFIG": str(mesh.lab.kubeconfig_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
 
 
 # --- the lab's real istiods -----------------------------------------------------------------

@@ -22,33 +22,16 @@ import pytest
 
 from lab.stack import VENV
 
-from .conftest import deploy, openssl, wait_for
+from .conftest import HELLO, deploy, openssl, step6, wait_for
 
 CLUSTERS = ["east", "west"]
 VERSION = {"east": "v1", "west": "v2"}
 KUBECTL = str(VENV / "bin" / "kubectl")
-HELLO = re.compile(r"^Hello version: (?P<version>v\d), instance: (?P<instance>\S+)$")
 
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
     yield from deploy("data-plane", CLUSTERS, tmp_path_factory)
-
-
-def step6(mesh, cluster: str, times: int = 10) -> list[str]:
-    """The walk-through's Step 6 loop, as written there with kubectl for oc; its output lines."""
-    script = (
-        f'for i in {{0..{times - 1}}}; do kubectl --context="{cluster}" exec -n sample deploy/sleep -c sleep -- '
-        "curl -sS helloworld.sample:5000/hello; done"
-    )
-    done = subprocess.run(
-        ["bash", "-c", script],
-        env={"PATH": f"{VENV / 'bin'}:/usr/bin:/bin", "KUBECONFIG": str(mesh.lab.kubeconfig_path)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    return [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
 
 
 def versions(lines: list[str]) -> Counter:

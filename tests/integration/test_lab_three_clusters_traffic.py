@@ -7,17 +7,13 @@ helloworld's versions are only v1 and v2, so which cluster answered is read from
 
 from __future__ import annotations
 
-import re
-import subprocess
 
 import pytest
 
-from lab.stack import VENV
 
-from .conftest import deploy, wait_for
+from .conftest import HELLO, deploy, step6, wait_for
 
 CLUSTERS = ["east", "west", "south"]
-HELLO = re.compile(r"^Hello version: (?P<version>v\d), instance: (?P<instance>\S+)$")
 
 
 @pytest.fixture(scope="module")
@@ -31,19 +27,8 @@ def answering_clusters(mesh, source: str, times: int) -> dict[str, int]:
         for cluster in CLUSTERS
         for p in mesh.core(cluster).list_namespaced_pod("sample", label_selector="app=helloworld").items
     }
-    script = (
-        f'for i in $(seq {times}); do kubectl --context="{source}" exec -n sample deploy/sleep -c sleep -- '
-        "curl -sS helloworld.sample:5000/hello; done"
-    )
-    done = subprocess.run(
-        ["bash", "-c", script],
-        env={"PATH": f"{VENV / 'bin'}:/usr/bin:/bin", "KUBECONFIG": str(mesh.lab.kubeconfig_path)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
     seen: dict[str, int] = {}
-    for line in (done.stdout + done.stderr).splitlines():
+    for line in step6(mesh, source, times):
         match = HELLO.match(line)
         key = owner.get(match.group("instance"), f"unknown pod {match.group('instance')}") if match else line
         seen[key] = seen.get(key, 0) + 1
