@@ -1,7 +1,8 @@
 """`python -m bench`: every figure of the mesh program beside its floor, in one run.
 
     .venv/bin/python -m bench                 # lab sizes 2 4 8, graph 2..32, OpenShift CRDs at 2,
-                                              # a preview of 100 unreachable clusters
+                                              # a preview of 100 unreachable clusters, the data
+                                              # plane at 2 and 3 clusters
     .venv/bin/python -m bench --smoke         # the smallest of each (CI runs this; no timing assert)
     .venv/bin/python -m bench --markdown      # also print the table as Markdown (the README's)
 
@@ -22,7 +23,7 @@ from lab.crds import default_dir as istio_crds
 from lab.crds import load as load_crds
 from lab.stack import VENV
 
-from . import graph, scale, up
+from . import data_plane, graph, scale, up
 from .report import markdown, render
 
 
@@ -47,6 +48,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--graph-sizes", default="2,4,8,16,32", help="cluster counts for the graph build")
     parser.add_argument("--openshift-size", type=int, default=2, help="clusters for the OpenShift-CRD lab (0: none)")
     parser.add_argument("--scale-size", type=int, default=100, help="clusters of the large preview (0: none)")
+    parser.add_argument("--data-plane-sizes", default="2,3", help="cluster counts for the data plane (default 2,3)")
+    parser.add_argument("--data-plane-requests", type=int, default=2000, help="requests per requests/s figure")
     parser.add_argument("--runs", type=int, default=3, help="no-op previews/ups per figure (the median is shown)")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     args = parser.parse_args(argv)
@@ -54,9 +57,13 @@ def main(argv: list[str]) -> int:
     graph_sizes = [2, 4] if args.smoke else [int(s) for s in args.graph_sizes.split(",") if s]
     runs = 1 if args.smoke else args.runs
     scale_size = 3 if args.smoke else args.scale_size
+    data_plane_sizes = [2] if args.smoke else [int(s) for s in args.data_plane_sizes.split(",") if s]
+    data_plane_requests = 300 if args.smoke else args.data_plane_requests
 
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="mesh-bench-"))
-    parts = [(f"graph build, {graph_sizes}", lambda: graph.measure(graph_sizes))]
+    # An empty list of sizes leaves that part out (`--sizes= --graph-sizes= --openshift-size 0
+    # --scale-size 0`: the data plane alone).
+    parts = [(f"graph build, {graph_sizes}", lambda: graph.measure(graph_sizes))] if graph_sizes else []
     parts += [(f"`up`, {n} clusters", lambda n=n: up.measure(n, workdir, runs)) for n in sizes]
     if args.openshift_size:
         n = args.openshift_size
@@ -66,6 +73,10 @@ def main(argv: list[str]) -> int:
         )  # fmt: skip
     if scale_size:
         parts.append((f"large preview, {scale_size} clusters", lambda: scale.measure(scale_size, workdir / "scale")))
+    parts += [
+        (f"data plane, {n} clusters", lambda n=n: data_plane.measure(n, workdir, data_plane_requests))
+        for n in data_plane_sizes
+    ]
     rows, failed = [], []
     try:
         for name, part in parts:

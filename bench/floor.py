@@ -4,8 +4,8 @@ walk-through does it by hand and a competent script would, clusters in parallel:
 - openssl: the root key and certificate, then per cluster an intermediate key, request and
   certificate (the same profiles and key size as ours);
 - kubectl apply --server-side of the stack's own objects per cluster (the `cacerts` data from
-  openssl), then kubectl wait for what `up` waits for: Istio/IstioCNI Ready, the reader token
-  filled, the east-west gateway's address;
+  openssl), its Deployments (gateway, samples) once Istio/IstioCNI are Ready, then kubectl wait
+  for the rest of what `up` waits for: the reader token filled, the east-west gateway's address;
 - istioctl create-remote-secret (the walk-through's command) from each cluster's reader token,
   applied on every other cluster.
 """
@@ -70,6 +70,13 @@ def intermediate_ca(
     return cacerts_data(cert.read_text(), key.read_text(), root_pem, root_pem)
 
 
+def apply(kubeconfig: pathlib.Path, context: str, documents: Sequence[Mapping[str, Any]]) -> None:
+    """`kubectl apply --server-side` of `documents` on one cluster (nothing when there are none)."""
+    if documents:
+        _run([KUBECTL, f"--kubeconfig={kubeconfig}", f"--context={context}", "apply", "--server-side",
+              "--force-conflicts", "--field-manager=floor", "-f", "-"], yaml.safe_dump_all(list(documents)))  # fmt: skip
+
+
 class Cluster:
     def __init__(self, kubeconfig: pathlib.Path, name: str, objects: Sequence[Mapping[str, Any]]):
         self.name, self.base = name, [f"--kubeconfig={kubeconfig}", f"--context={name}"]
@@ -86,19 +93,22 @@ class Cluster:
         return _run([KUBECTL, *self.base, *args], stdin)
 
     def apply(self, documents: Sequence[Mapping[str, Any]]) -> None:
-        self.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=floor", "-f", "-",
-                     stdin=yaml.safe_dump_all(list(documents)))  # fmt: skip
+        apply(self.kubeconfig, self.name, documents)
 
     def make(self, cacerts: Mapping[str, str], timeout: str) -> None:
         documents = [
             dict(o, stringData=dict(cacerts)) if o["kind"] == "Secret" and o["metadata"]["name"] == "cacerts" else o
             for o in self.objects
         ]
-        self.apply(documents)
+        # Pods come after istiod is Ready, as the walk-through's Steps 4 and 5 come after its Step 3:
+        # a gateway pod made before istiod's injection webhook answers keeps the image "auto".
+        workloads = [d for d in documents if d["kind"] == "Deployment"]
+        self.apply([d for d in documents if d not in workloads])
         ready = [
             f"{o['kind'].lower()}/{o['metadata']['name']}" for o in self.objects if o["kind"] in ("Istio", "IstioCNI")
         ]
         self.kubectl("wait", "--for=condition=Ready", *ready, f"--timeout={timeout}")
+        self.apply(workloads)
         self.kubectl("wait", "-n", "istio-system", "--for=jsonpath={.data.token}", f"secret/{self.token_secret}",
                      f"--timeout={timeout}")  # fmt: skip
         self.kubectl("wait", "-n", "istio-system", "--for=jsonpath={.status.loadBalancer.ingress}",

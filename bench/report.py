@@ -27,8 +27,8 @@ class Row:
 def _figure(value: Optional[float], unit: str) -> str:
     if value is None:
         return "-"
-    if unit == "MiB":
-        return f"{value:,.0f} MiB"
+    if unit in ("MiB", "req/s"):
+        return f"{value:,.0f} {unit}"
     return f"{value:.2f} {unit}".rstrip()
 
 

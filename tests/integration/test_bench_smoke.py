@@ -25,7 +25,17 @@ def test_the_benchmark_runs_at_its_smallest_size_with_a_floor_beside_each_time()
         "`up` from nothing, 2 clusters, OpenShift CRDs",
         "no-op `preview`, 2 clusters, OpenShift CRDs",
         "`preview` from nothing, 3 unreachable clusters",
+        "first request across clusters, from nothing, 2 clusters",
     ):
         assert what in rows, done.stdout
         assert re.search(r"\d+\.\d\d s +\d+\.\d\d s +\d+\.\d\dx", rows[what]), rows[what]
     assert any(what.startswith("peak RSS of `up`, provider kubernetes") for what in rows), done.stdout
+    # The data plane: memory in MiB and requests per second, each beside its floor, and no failed request.
+    for what, unit in (
+        ("memory of one sidecar (pilot-agent + Envoy), 2 clusters", "MiB"),
+        ("memory of the whole lab with the mesh, 2 clusters", "MiB"),
+        ("requests/s of one sleep across clusters, 2 clusters", "req/s"),
+        ("requests/s of one sleep in its own cluster, 2 clusters", "req/s"),
+    ):
+        assert re.search(rf"[\d,]+ {re.escape(unit)} +[\d,]+ {re.escape(unit)} +\d+\.\d\dx", rows[what]), rows[what]
+        assert "failed" not in rows[what], rows[what]
