@@ -418,6 +418,14 @@ def test_istiod_deployment_follows_the_revision_name():
 
 # --- traffic ------------------------------------------------------------------------------
 
+# Which cluster runs the pods the answers above name (the verify reads them from each cluster).
+PODS = {"helloworld-v1-776f57d5f6-s7zfc": "east", "helloworld-v2-54df5f84b-9hxgw": "west"}
+
+
+def timed(answer: str, code: str = "200", seconds: str = "0.004") -> str:
+    """What curl_command prints: the body, then curl's status code and total seconds."""
+    return f"{answer}\n{code} {seconds}\n"
+
 
 class ScriptedExec:
     """Stands in for the pod exec API: each cluster's sleep prints the given outputs in turn."""
@@ -434,88 +442,139 @@ class ScriptedExec:
         return output
 
 
-def traffic(mesh, outputs, requests=10):
+class Pods:
+    """Stands in for listing helloworld pods in every cluster; counts the reads."""
+
+    def __init__(self, pods=PODS):
+        self.pods, self.reads = dict(pods), 0
+
+    def __call__(self):
+        self.reads += 1
+        return self.pods
+
+
+def traffic(mesh, outputs, requests=10, tolerate=0, pods=None):
     exec_ = ScriptedExec(outputs)
-    rows = v.measure_traffic(mesh, exec_, requests, lambda line: None)
-    results = [v.traffic_result(row, mesh) for row in rows]
+    rows = v.measure_traffic(mesh, exec_, pods or Pods(), requests, lambda line: None)
+    results = [r for row in rows for r in v.traffic_results(row, tolerate)]
     report = v.Report(results, rows, requests, v.expected_versions(mesh))
-    return report, by_cluster(results), exec_
+    return report, {(r.cluster, r.item): r for r in results}, exec_
 
 
 @pytest.mark.parametrize(
-    "output, version, error",
+    "output, reply",
     [
-        (HELLO_V1, "v1", None),
-        (HELLO_V2, "v2", None),
-        (CURL_REFUSED, None, CURL_REFUSED.strip()),
-        (ENVOY_RESET, None, ENVOY_RESET),
-        ("no healthy upstream", None, "no healthy upstream"),
-        ("", None, "empty response"),
+        (timed(HELLO_V1, seconds="0.012500"), v.Reply("v1", "helloworld-v1-776f57d5f6-s7zfc", 0.0125)),
+        (HELLO_V2, v.Reply("v2", "helloworld-v2-54df5f84b-9hxgw")),
+        (timed(CURL_REFUSED, "000"), v.Reply(error=CURL_REFUSED.strip())),
+        (timed(ENVOY_RESET, "503"), v.Reply(error=f"HTTP 503: {ENVOY_RESET}")),
+        (timed("no healthy upstream", "503"), v.Reply(error="HTTP 503: no healthy upstream")),
+        # helloworld's words with another status are not an answer.
+        (timed(HELLO_V1, "500"), v.Reply(error=f"HTTP 500: {HELLO_V1.strip()}")),
+        ("", v.Reply(error="empty response")),
     ],
 )
-def test_responses_are_read_as_a_version_or_an_error(output, version, error):
-    assert v.parse_response(output) == (version, error)
+def test_responses_are_read_as_an_answer_with_its_pod_and_time_or_an_error(output, reply):
+    assert v.parse_response(output) == reply
 
 
-def test_every_source_seeing_every_version_passes(mesh):
-    report, results, exec_ = traffic(mesh, {"east": [HELLO_V1, HELLO_V2], "west": [HELLO_V2, HELLO_V1]})
+def test_percentiles_are_nearest_rank():
+    values = [float(n) for n in range(100, 0, -1)]
+    assert (v.percentile(values, 0.5), v.percentile(values, 0.99), v.percentile([7.0], 0.99)) == (50.0, 99.0, 7.0)
+
+
+def test_every_source_answered_by_every_cluster_passes_with_each_pairs_latency(mesh):
+    east = [timed(HELLO_V1, seconds="0.002"), timed(HELLO_V2, seconds="0.010")]
+    west = [timed(HELLO_V2, seconds="0.003"), timed(HELLO_V1, seconds="0.012")]
+    report, results, exec_ = traffic(mesh, {"east": east, "west": west})
     assert exec_.calls == {"east": 10, "west": 10}
-    assert [r.status for r in results.values()] == [v.PASS, v.PASS]
-    assert results["east"].detail == "v1 x5, v2 x5"
+    assert {key: (r.status, r.detail) for key, r in results.items()} == {
+        ("east", "sleep -> helloworld of east"): (v.PASS, "v1 x5; p50 2.0 ms, p99 2.0 ms"),
+        ("east", "sleep -> helloworld of west"): (v.PASS, "v2 x5; p50 10 ms, p99 10 ms"),
+        ("east", "sleep -> helloworld"): (v.PASS, "10 requests, 0 failed"),
+        ("west", "sleep -> helloworld of east"): (v.PASS, "v1 x5; p50 12 ms, p99 12 ms"),
+        ("west", "sleep -> helloworld of west"): (v.PASS, "v2 x5; p50 3.0 ms, p99 3.0 ms"),
+        ("west", "sleep -> helloworld"): (v.PASS, "10 requests, 0 failed"),
+    }
     assert report.ok
     assert cli.traffic_table(report, report.results).splitlines() == [
-        "  FROM  v1  v2  errors  RESULT  DETAIL",
-        "  east   5   5       0  ok      v1 x5, v2 x5",
-        "  west   5   5       0  ok      v1 x5, v2 x5",
+        "  FROM  TO        ANSWERS  VERSIONS  P50 ms  P99 ms  RESULT  DETAIL",
+        "  east  east            5  v1 x5        2.0     2.0  ok",
+        "  east  west            5  v2 x5       10.0    10.0  ok",
+        "  east  (failed)        0  -              -       -  ok      10 requests, 0 failed",
+        "  west  east            5  v1 x5       12.0    12.0  ok",
+        "  west  west            5  v2 x5        3.0     3.0  ok",
+        "  west  (failed)        0  -              -       -  ok      10 requests, 0 failed",
     ]
+    assert report.to_dict()["traffic"]["sources"]["east"]["answeredBy"]["west"] == {
+        "answers": 5, "versions": {"v2": 5}, "p50Ms": 10.0, "p99Ms": 10.0
+    }  # fmt: skip
 
 
-def test_a_source_that_sees_only_its_own_version_fails_and_points_at_the_crossing(mesh):
-    report, results, _ = traffic(mesh, {"east": [HELLO_V1, HELLO_V2], "west": [HELLO_V2]})
-    assert results["east"].status == v.PASS
-    assert results["west"].failed
-    assert results["west"].detail == (
-        "never answered by v1 (east): traffic from west does not reach east: look at the gateway, "
+def test_a_source_never_answered_by_another_cluster_fails_that_pair_after_trying_harder(mesh):
+    report, results, exec_ = traffic(mesh, {"east": [HELLO_V1, HELLO_V2], "west": [HELLO_V2]})
+    assert exec_.calls == {"east": 10, "west": 40}  # up to 4x --requests while east is unseen
+    assert results[("west", "sleep -> helloworld of east")].failed
+    assert results[("west", "sleep -> helloworld of east")].detail == (
+        "no answer in 40 requests: traffic from west does not reach east: look at the gateway, "
         "remote-secret and cacerts checks above"
     )
+    assert results[("west", "sleep -> helloworld of west")].status == v.PASS
     assert not report.ok
-    assert report.to_dict()["traffic"]["sources"]["west"] == {"versions": {"v2": 10}, "errors": {}, "missing": ["v1"]}
+    assert report.to_dict()["traffic"]["sources"]["west"]["missing"] == ["east"]
 
 
-def test_curl_errors_are_counted_and_quoted(mesh):
-    report, results, _ = traffic(
-        mesh, {"east": [HELLO_V1, CURL_REFUSED], "west": [HELLO_V2, ENVOY_RESET, ENVOY_RESET, HELLO_V1]}, requests=8
+def test_a_version_running_in_two_clusters_is_told_apart_by_the_answering_pod(three_clusters):
+    mesh = config.parse(three_clusters)  # east v1, west v2, south v1 (the defaults)
+    south = "Hello version: v1, instance: helloworld-v1-6d5f7b9c8d-q2x4z\n"
+    pods = Pods({**PODS, "helloworld-v1-6d5f7b9c8d-q2x4z": "south"})
+    # East's v1 answers only from its own pod: south is never reached, though v1 answered.
+    everyone = [HELLO_V1, HELLO_V2, south]
+    _, results, _ = traffic(mesh, {"east": [HELLO_V1, HELLO_V2], "west": everyone, "south": everyone}, pods=pods)
+    assert results[("east", "sleep -> helloworld of south")].failed
+    assert results[("east", "sleep -> helloworld of east")].detail.startswith("v1 x20;")
+    assert not [r for key, r in results.items() if r.failed and key[0] != "east"]
+
+
+def test_failed_requests_fail_the_source_naming_how_many_and_the_first(mesh):
+    east = [HELLO_V1, HELLO_V2, HELLO_V1, timed(CURL_REFUSED, "000")]
+    report, results, _ = traffic(mesh, {"east": east, "west": [HELLO_V2, HELLO_V1]}, requests=8)
+    # Both clusters answered east: its pairs pass, and its failed requests fail it.
+    assert results[("east", "sleep -> helloworld of west")].status == v.PASS
+    assert results[("east", "sleep -> helloworld")].failed
+    assert results[("east", "sleep -> helloworld")].detail == f"8 requests, 2 failed, first {CURL_REFUSED.strip()!r}"
+    assert not report.ok
+    # --tolerate 2 lets them pass, and still says they happened.
+    _, results, _ = traffic(mesh, {"east": east, "west": [HELLO_V2, HELLO_V1]}, requests=8, tolerate=2)
+    assert results[("east", "sleep -> helloworld")].status == v.PASS
+    assert results[("east", "sleep -> helloworld")].detail == (
+        f"8 requests, 2 failed, first {CURL_REFUSED.strip()!r} (tolerated: --tolerate 2)"
     )
-    # East never saw v2: a failure, with the curl error as the evidence.
-    assert results["east"].failed
-    assert f"4 of 8 failed, e.g. 4x {CURL_REFUSED.strip()!r}" in results["east"].detail
-    # West saw both: it passes, and still shows its failed requests.
-    assert results["west"].status == v.PASS
-    assert results["west"].detail == f"v1 x2, v2 x2; 4 of 8 failed, e.g. 4x {ENVOY_RESET!r}"
-    table = cli.traffic_table(report, report.results).splitlines()
-    assert table[1].startswith("  east   4   0       4  FAIL    never answered by v2 (west)")
-    assert table[2].startswith("  west   2   2       4  ok      v1 x2, v2 x2")
+
+
+def test_an_answer_from_a_pod_no_cluster_has_reads_the_pods_again_then_says_so(mesh):
+    stranger = "Hello version: v1, instance: helloworld-v1-gone\n"
+    pods = Pods()
+    report, results, _ = traffic(
+        mesh, {"east": [HELLO_V1, HELLO_V2, stranger], "west": [HELLO_V2, HELLO_V1]}, pods=pods
+    )
+    assert pods.reads >= 2
+    assert results[("east", f"sleep -> helloworld of {v.UNKNOWN}")].status == v.PASS
+    assert report.to_dict()["traffic"]["sources"]["east"]["answeredBy"][v.UNKNOWN]["answers"] == 3
 
 
 def test_a_sleep_that_cannot_be_reached_stops_at_the_first_try(mesh):
     failure = v.ExecError("no Ready pod of Deployment sleep in namespace sample")
-    report, results, exec_ = traffic(mesh, {"east": [failure], "west": [HELLO_V1, HELLO_V2]})
+    _, results, exec_ = traffic(mesh, {"east": [failure], "west": [HELLO_V1, HELLO_V2]})
     assert exec_.calls["east"] == 1
-    assert results["east"].failed and results["east"].detail == str(failure)
+    assert results[("east", "sleep -> helloworld")].failed
+    assert results[("east", "sleep -> helloworld")].detail == str(failure)
 
 
-def test_every_version_anywhere_is_expected_from_every_source(three_clusters):
-    mesh = config.parse(three_clusters)  # east v1, west v2, south v1 (the defaults)
-    assert v.expected_versions(mesh) == {"v1": ["east", "south"], "v2": ["west"]}
-    _, results, _ = traffic(mesh, {"east": [HELLO_V1, HELLO_V2], "west": [HELLO_V2], "south": [HELLO_V1, HELLO_V2]})
-    assert results["west"].detail.startswith(
-        "never answered by v1 (east, south): traffic from west does not reach east, south"
-    )
-    assert results["east"].status == results["south"].status == v.PASS
-
-
-def test_curl_is_the_articles_with_a_deadline():
-    assert v.curl_command(14) == ["curl", "-sS", "--max-time", "14", "helloworld.sample:5000/hello"]
+def test_curl_is_the_articles_with_a_deadline_and_its_own_timing():
+    assert v.curl_command(14) == [
+        "curl", "-sS", "--max-time", "14", "-w", r"\n%{http_code} %{time_total}\n", "helloworld.sample:5000/hello"
+    ]  # fmt: skip
 
 
 # --- the report and the command -------------------------------------------------------------
@@ -534,9 +593,10 @@ def test_render_has_a_table_per_check_and_a_summary_line(mesh):
         "  CLUSTER  ITEM                           RESULT  DETAIL\n"
         "  east     Service istio-eastwestgateway  ok      address 203.0.113.7\n"
         "  west     Service istio-eastwestgateway  FAIL    has no address\n\n"
-        "traffic: 10 requests from each cluster's sleep to helloworld.sample:5000/hello (deployed: v1 on east, v2 on west)\n"
+        "traffic: 10 requests or more from each cluster's sleep to helloworld.sample:5000/hello (deployed: v1 on east, "
+        "v2 on west), each answer's cluster read from the pod that gave it\n"
     )
-    assert text.endswith("\n\nthe mesh is NOT working: 2 passed, 2 failed, 0 skipped")
+    assert text.endswith("\n\nthe mesh is NOT working: 6 passed, 2 failed, 0 skipped")
 
 
 def test_stack_file_keys_are_read_like_the_program_reads_them(east_west):
