@@ -24,8 +24,9 @@ from threading import Lock
 
 import yaml
 
-from . import crds, node, pod_state, procs
-from .controlplane import ABOVE_ETCD, CERT_MANAGER_CONTROLLER, KUBELET_API, ControlPlane
+from . import node, pod_state, procs
+from .clusters import crds
+from .clusters.controlplane import ABOVE_ETCD, CERT_MANAGER_CONTROLLER, KUBELET_API, ControlPlane
 from .network import LabNetwork
 from .toolchain import (
     REPO,
@@ -35,7 +36,7 @@ from .toolchain import (
     kubelet_api_binaries,
     kubernetes_binaries,
 )
-from .kubeapi import ApiError
+from .clusters.kubeapi import ApiError
 from .vault_client import VaultHandle
 
 DEFAULT_CLUSTERS = ("east", "west")

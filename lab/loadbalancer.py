@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 
 from . import standin
-from .kubeapi import KubeClient
+from .clusters.kubeapi import KubeClient
 from .network import LabNetwork, LoadBalancer
 
 

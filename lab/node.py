@@ -60,8 +60,8 @@ import yaml
 
 from . import images, network, pod, standin
 from .api_relay import ApiRelay
-from .controlplane import ControlPlane
-from .kubeapi import ApiError, KubeClient
+from .clusters.controlplane import ControlPlane
+from .clusters.kubeapi import ApiError, KubeClient
 from .pod_state import read_state, write_state
 from .toolchain import versions
 

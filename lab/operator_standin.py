@@ -28,7 +28,7 @@ from pathlib import Path
 from mesh.plan import names
 
 from . import istio_chart, standin
-from .kubeapi import ApiError, KubeClient
+from .clusters.kubeapi import ApiError, KubeClient
 from .toolchain import istio_binaries
 
 _MESSAGE = "set by lab.operator_standin: no Sail operator runs in the lab"

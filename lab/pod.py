@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from . import volume
-from .kubeapi import ApiError, KubeClient
+from .clusters.kubeapi import ApiError, KubeClient
 
 # Refresh a service-account token once 80% of its life has passed, as the kubelet does.
 TOKEN_REFRESH_FRACTION = 0.8

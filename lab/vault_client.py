@@ -24,7 +24,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from .kubeapi import KubeClient
+from .clusters.kubeapi import KubeClient
 
 REVIEWER = ("kube-system", "vault-token-reviewer")
 REVIEWER_TOKEN_SECONDS = 7 * 24 * 3600  # outlives any lab; a real cluster would rotate it

@@ -60,7 +60,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
-from . import pki, vault_kubernetes as kubernetes, vault_x509 as x509
+from . import vault_kubernetes as kubernetes, vault_x509 as x509
+from .clusters import pki
 from .vault_api import LOG, Fields, Reply, VaultError, denied, envelope, unsupported
 from .vault_issuance import (
     CA_COMMON,

@@ -17,7 +17,7 @@ from pathlib import Path
 import kubernetes
 import pytest
 
-from lab.controlplane import CERT_MANAGER_NAMESPACE
+from lab.clusters.controlplane import CERT_MANAGER_NAMESPACE
 from lab.lab import Lab
 from lab.vault_client import sign_intermediate_policy
 

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import yaml
 
-from . import pki, procs
+from .. import procs
+from . import pki
 from .kubeapi import ApiError, KubeClient
 
-from .toolchain import CERT_MANAGER, KUBERNETES as COMPONENTS
+from ..toolchain import CERT_MANAGER, KUBERNETES as COMPONENTS
 
 CERT_MANAGER_CONTROLLER = CERT_MANAGER[0]
 # cert-manager watches only istio-system, where the mesh's `cacerts` and their Issuers live
