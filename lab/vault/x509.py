@@ -1,4 +1,4 @@
-"""Keys, CSRs and certificates for the lab's Vault stand-in (lab/vault_pki.py), made with the
+"""Keys, CSRs and certificates for the lab's Vault stand-in (lab/vault/server.py), made with the
 openssl CLI, and the little DER the stand-in must read and write itself.
 
 openssl generates every key, makes every CSR and signs every certificate (`openssl req`,
