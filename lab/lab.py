@@ -27,7 +27,7 @@ import yaml
 from . import node, pod_state, procs
 from .clusters import crds
 from .clusters.controlplane import ABOVE_ETCD, CERT_MANAGER_CONTROLLER, KUBELET_API, ControlPlane
-from .network import LabNetwork
+from .network.namespaces import LabNetwork
 from .toolchain import (
     REPO,
     cert_manager_binaries,
@@ -96,7 +96,7 @@ class Lab:
         self._planes: dict[str, ControlPlane] = {}
         self._standin_pid: int | None = None
         # The data plane (with the stand-ins): each cluster's node (lab/node.py) on the lab's
-        # network (lab/network.py), and its load balancers (lab/loadbalancer.py).
+        # network (lab/network/namespaces.py), and its load balancers (lab/network/loadbalancer.py).
         self.network: LabNetwork | None = None
         self._node_pid: int | None = None
         self._lb_pid: int | None = None
@@ -376,7 +376,7 @@ class Lab:
             self._node_pid = self._start_module("node", "node.log")
             self._save()
         if not procs.alive(self._lb_pid, str(self.dir)):
-            self._lb_pid = self._start_module("loadbalancer", "loadbalancer.log")
+            self._lb_pid = self._start_module("network.loadbalancer", "loadbalancer.log")
             self._save()
 
     def _stop_processes(self) -> None:

@@ -4,7 +4,7 @@ The lab has no container runtime. Each cluster gets one node, a real `Node` obje
 this process does for every pod on it what the kubelet does, with the pod's containers run as
 processes of this host:
 
-- the pod gets a network namespace of its own on the node's network (lab/network.py) and an
+- the pod gets a network namespace of its own on the node's network (lab/network/namespaces.py) and an
   address from the cluster's pod range, so the real endpoint and EndpointSlice controllers put
   real pod IPs into Endpoints and EndpointSlices, which istiod reads as on any cluster;
 - its volumes are files under `<lab>/<cluster>/pods/<namespace>.<pod>/root` (lab/pod.py: Secret,
@@ -29,7 +29,7 @@ Names: a pod resolves `istiod.istio-system.svc` (what its proxy dials first) thr
 file, to istiod's pod IP: no cluster DNS or kube-proxy runs here. Everything else a meshed app
 looks up is answered by Istio's own DNS proxy in its sidecar (`ISTIO_META_DNS_CAPTURE`), as
 configured for the mesh; resolv.conf names the conventional cluster DNS address 10.0.0.10, which
-nothing answers. Pods reach the lab's API servers through lab/api_relay.py.
+nothing answers. Pods reach the lab's API servers through lab/network/api_relay.py.
 
 Not done: hostNetwork pods, other volume kinds, exec and gRPC probes, lifecycle hooks, resource
 limits (recorded, not enforced), image pulls, `kubectl attach`, node leases (no node lifecycle
@@ -58,8 +58,9 @@ from typing import Any, Optional
 
 import yaml
 
-from . import images, network, pod, standin
-from .api_relay import ApiRelay
+from . import images, pod, standin
+from .network import namespaces
+from .network.api_relay import ApiRelay
 from .clusters.controlplane import ControlPlane
 from .clusters.kubeapi import ApiError, KubeClient
 from .pod_state import read_state, write_state
@@ -150,7 +151,7 @@ class Container:
             }
             self.popen = self.pid = None
             return False
-        if self.pid and netns_inode and network.process_netns_inode(self.pid) == netns_inode:
+        if self.pid and netns_inode and namespaces.process_netns_inode(self.pid) == netns_inode:
             return True  # adopted from an earlier run of this process
         self.pid = None
         return False
@@ -233,7 +234,7 @@ class PodRun:
 
     @property
     def netns_inode(self) -> Optional[int]:
-        return network.netns_inode(self.netns) if self.netns else None
+        return namespaces.netns_inode(self.netns) if self.netns else None
 
     def identity(self) -> pod.PodIdentity:
         return pod.PodIdentity(
@@ -284,7 +285,7 @@ class PodRun:
             self.volumes = pod.Volumes(client, self.identity(), self.obj, self.root)
         except pod.Unsupported as error:
             self.failure = f"lab node: {error}"
-        except (network.NetworkError, OSError) as error:
+        except (namespaces.NetworkError, OSError) as error:
             self.failure = f"lab node: the pod's network: {error}"
 
     def write_etc(self) -> None:
@@ -293,7 +294,7 @@ class PodRun:
         search = f"{self.namespace}.svc.cluster.local svc.cluster.local cluster.local"
         hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", f"{self.ip}\t{self.name}"]
         hosts += [f"{ip}\t{' '.join(names)}" for ip, names in self.node.istiod_hosts]
-        network.write_etc(
+        namespaces.write_etc(
             self.netns,
             {
                 "resolv.conf": f"search {search}\nnameserver {CLUSTER_DNS}\noptions ndots:5\n",
@@ -535,7 +536,7 @@ class PodRun:
 class Node:
     """One cluster's node: its Node object, its pods, and their network."""
 
-    def __init__(self, plane: ControlPlane, lab_network: network.LabNetwork, relay: ApiRelay):
+    def __init__(self, plane: ControlPlane, lab_network: namespaces.LabNetwork, relay: ApiRelay):
         self.plane, self.network, self.relay = plane, lab_network, relay
         self.cluster = plane.name
         self.name = node_name(plane.name)
@@ -553,7 +554,7 @@ class Node:
         for address in self.network.pod_addresses(self.cluster):
             if address not in taken:
                 return address
-        raise network.NetworkError(f"no free address left in {self.network.pod_cidr(self.cluster)}")
+        raise namespaces.NetworkError(f"no free address left in {self.network.pod_cidr(self.cluster)}")
 
     def reconcile(self) -> None:
         client = self.plane.client()
@@ -685,7 +686,7 @@ class NodeAgent(standin.Loop):
     """Every cluster's node, each reconciled in a thread of its own (a slow pod on one node does
     not hold up the others)."""
 
-    def __init__(self, planes: list[ControlPlane], lab_network: network.LabNetwork):
+    def __init__(self, planes: list[ControlPlane], lab_network: namespaces.LabNetwork):
         super().__init__()
         relay = ApiRelay(p.ports["apiserver"] for p in planes)
         self.nodes = {p.name: Node(p, lab_network, relay) for p in planes}
@@ -718,7 +719,7 @@ class NodeAgent(standin.Loop):
 
 def from_lab_dir(dir: Path) -> NodeAgent:
     state = json.loads((dir / "lab.json").read_text())
-    return NodeAgent(standin.lab_planes(dir), network.LabNetwork.from_json(state["network"]))
+    return NodeAgent(standin.lab_planes(dir), namespaces.LabNetwork.from_json(state["network"]))
 
 
 if __name__ == "__main__":

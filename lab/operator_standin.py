@@ -2,7 +2,7 @@
 
 The Sail operator does not run in the lab (its module is not served here). This module plays its
 visible part, openly, so that code waiting on it runs against real API servers and a real
-istiod (load-balancer addresses: lab/loadbalancer.py):
+istiod (load-balancer addresses: lab/network/loadbalancer.py):
 
 - for every `sailoperator.io/v1` `Istio`, istiod's objects rendered from Istio's own istiod chart
   with the resource's `spec.values` by Istio's own istioctl (`lab.istio_chart`): ServiceAccount,
