@@ -370,7 +370,7 @@ class Lab:
             time.sleep(0.1)
 
     def _start_standin(self) -> None:
-        self._standin_pid = self._start_module("operator_standin", "operator-standin.log")
+        self._standin_pid = self._start_module("operator.sail", "operator-standin.log")
         self._save()
         if not procs.alive(self._node_pid, str(self.dir)):
             self._node_pid = self._start_module("node", "node.log")
