@@ -24,10 +24,12 @@ from threading import Lock
 
 import yaml
 
-from . import node, pod_state, procs
+from . import procs
 from .clusters import crds
 from .clusters.controlplane import ABOVE_ETCD, CERT_MANAGER_CONTROLLER, KUBELET_API, ControlPlane
+from .clusters.kubeapi import ApiError
 from .network.namespaces import LabNetwork
+from .nodes import node, pod_state
 from .toolchain import (
     REPO,
     cert_manager_binaries,
@@ -36,7 +38,6 @@ from .toolchain import (
     kubelet_api_binaries,
     kubernetes_binaries,
 )
-from .clusters.kubeapi import ApiError
 from .vault.client import VaultHandle
 
 DEFAULT_CLUSTERS = ("east", "west")
@@ -95,7 +96,7 @@ class Lab:
         self.vault_standin = vault
         self._planes: dict[str, ControlPlane] = {}
         self._standin_pid: int | None = None
-        # The data plane (with the stand-ins): each cluster's node (lab/node.py) on the lab's
+        # The data plane (with the stand-ins): each cluster's node (lab/nodes/node.py) on the lab's
         # network (lab/network/namespaces.py), and its load balancers (lab/network/loadbalancer.py).
         self.network: LabNetwork | None = None
         self._node_pid: int | None = None
@@ -373,7 +374,7 @@ class Lab:
         self._standin_pid = self._start_module("operator.sail", "operator-standin.log")
         self._save()
         if not procs.alive(self._node_pid, str(self.dir)):
-            self._node_pid = self._start_module("node", "node.log")
+            self._node_pid = self._start_module("nodes.node", "node.log")
             self._save()
         if not procs.alive(self._lb_pid, str(self.dir)):
             self._lb_pid = self._start_module("network.loadbalancer", "loadbalancer.log")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab import pod
+from lab.nodes import pod
 from lab.operator import istio_chart
 from lab.toolchain import istio_binaries
 from mesh import config

@@ -49,7 +49,7 @@ KCM_CONTROLLERS = ",".join(
         "root-ca-certificate-publisher-controller",
     )
 )
-# The node's kubelet API (lab/node.py; exec, logs, port-forward): not part of the control plane,
+# The node's kubelet API (lab/nodes/node.py; exec, logs, port-forward): not part of the control plane,
 # so a cluster made unreachable (`stop_cluster`) keeps it, as a node keeps running.
 KUBELET_API = "lab-kubelet-api"
 

@@ -7,7 +7,7 @@ istiod (load-balancer addresses: lab/network/loadbalancer.py):
 - for every `sailoperator.io/v1` `Istio`, istiod's objects rendered from Istio's own istiod chart
   with the resource's `spec.values` by Istio's own istioctl (`lab.operator.istio_chart`): ServiceAccount,
   RBAC, mesh ConfigMap, Services, the injection and validation webhooks, the `istiod`
-  Deployment; the lab's node runs that Deployment's pod (lab/node.py). Objects rendered for an `Istio` that is gone are
+  Deployment; the lab's node runs that Deployment's pod (lab/nodes/node.py). Objects rendered for an `Istio` that is gone are
   deleted, as a Helm uninstall would;
 - every `Istio` gets the status the operator writes: Ready (conditions True, `state: Healthy`)
   only once its istiod Deployment reports an available replica for the current generation,

@@ -23,8 +23,8 @@ import yaml
 from cryptography import x509
 from pulumi import automation as auto
 
-from lab import node
 from lab.network import namespaces
+from lab.nodes import node
 from lab.lab import Lab
 from mesh.verify import istiod_access
 from mesh.verify import istiod_answers as istiod_checks

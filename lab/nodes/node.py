@@ -7,12 +7,12 @@ processes of this host:
 - the pod gets a network namespace of its own on the node's network (lab/network/namespaces.py) and an
   address from the cluster's pod range, so the real endpoint and EndpointSlice controllers put
   real pod IPs into Endpoints and EndpointSlices, which istiod reads as on any cluster;
-- its volumes are files under `<lab>/<cluster>/pods/<namespace>.<pod>/root` (lab/pod.py: Secret,
+- its volumes are files under `<lab>/<cluster>/pods/<namespace>.<pod>/root` (lab/nodes/pod.py: Secret,
   ConfigMap, downward API, projected service-account tokens, emptyDir), its environment is
   resolved as the kubelet resolves it, and each container runs with that folder as its working
   directory (the container's `/`), as the user its securityContext names, inside the pod's
   namespace (`ip netns exec`, which also mounts the pod's own resolv.conf and hosts over /etc);
-- images are programs of this host (lab/images.py), refused by name when unknown;
+- images are programs of this host (lab/nodes/images.py), refused by name when unknown;
 - init containers run in order to completion; an init container with `restartPolicy: Always`
   (a native sidecar: Istio injects `istio-proxy` so on a 1.33+ node) starts, and the next one
   waits until its startup probe passes; containers restart with the kubelet's back-off;
@@ -35,7 +35,7 @@ Not done: hostNetwork pods, other volume kinds, exec and gRPC probes, lifecycle 
 limits (recorded, not enforced), image pulls, `kubectl attach`, node leases (no node lifecycle
 controller runs). Anything the pod needs that this does not do fails it by name.
 
-Run by `lab up` as `python -m lab.node --dir DIR`; each pod's state is `<pod dir>/pod.json`, each
+Run by `lab up` as `python -m lab.nodes.node --dir DIR`; each pod's state is `<pod dir>/pod.json`, each
 container's output `<pod dir>/<container>.log`.
 """
 
@@ -58,13 +58,14 @@ from typing import Any, Optional
 
 import yaml
 
-from . import images, pod, standin
-from .network import namespaces
-from .network.api_relay import ApiRelay
-from .clusters.controlplane import ControlPlane
-from .clusters.kubeapi import ApiError, KubeClient
+from .. import standin
+from ..clusters.controlplane import ControlPlane
+from ..clusters.kubeapi import ApiError, KubeClient
+from ..network import namespaces
+from ..network.api_relay import ApiRelay
+from ..toolchain import versions
+from . import images, pod
 from .pod_state import read_state, write_state
-from .toolchain import versions
 
 BACKOFF_START, BACKOFF_MAX = 10.0, 300.0  # the kubelet's crash-loop back-off
 DEFAULT_GRACE = 30
@@ -326,7 +327,7 @@ class PodRun:
         if c.exit and log.exists():
             os.replace(log, self.dir / f"{c.name}.previous.log")
         with open(log, "ab") as out:
-            out.write(f"--- lab.node {now()}: starting {' '.join(command)} as {c.uid}:{c.gid}\n".encode())
+            out.write(f"--- lab.nodes.node {now()}: starting {' '.join(command)} as {c.uid}:{c.gid}\n".encode())
             out.flush()
             c.popen = subprocess.Popen(
                 argv,
@@ -723,4 +724,4 @@ def from_lab_dir(dir: Path) -> NodeAgent:
 
 
 if __name__ == "__main__":
-    standin.main("lab.node", __doc__, from_lab_dir)
+    standin.main("lab.nodes.node", __doc__, from_lab_dir)
