@@ -1,1 +1,1 @@
-"""The clusters' control planes: etcd, kube-apiserver, kube-controller-manager and cert-manager, their PKI, CRDs and API client."""
+"""The clusters' control planes: etcd, API server, controller manager, cert-manager; their PKI, CRDs."""

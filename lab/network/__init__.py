@@ -1,1 +1,1 @@
-"""The lab's network: a network namespace per cluster, the load balancers between them, and pods' route to the API servers."""
+"""The lab's network: a network per cluster, load balancers between them, pods' route to the API servers."""

@@ -1,9 +1,9 @@
 """STAND-IN for a cloud's load-balancer controller (or MetalLB) on the lab's network.
 
 For every Service of `type: LoadBalancer` in any cluster of the lab:
-- an address from the lab's load-balancer range (10.B.253.n, lab/network/namespaces.py), unique across the
-  lab and kept for the Service's life, written to `status.loadBalancer.ingress` as a cloud's
-  controller writes it;
+- an address from the lab's load-balancer range (10.B.253.n, lab/network/namespaces.py), unique
+  across the lab and kept for the Service's life, written to `status.loadBalancer.ingress` as a
+  cloud's controller writes it;
 - in the network between the clusters, each Service port of that address forwards new
   connections to the Service's ready endpoints (its EndpointSlices, as the real endpointslice
   controller writes them), spread evenly, to the endpoint's port; with no ready endpoint the

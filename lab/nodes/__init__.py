@@ -1,1 +1,1 @@
-"""The lab's nodes and pods: a node per cluster that runs its pods as processes of this host, their volumes, state and images."""
+"""The clusters' nodes and pods: each node runs its pods as processes of this host (volumes, images, state)."""

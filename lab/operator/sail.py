@@ -5,10 +5,10 @@ visible part, openly, so that code waiting on it runs against real API servers a
 istiod (load-balancer addresses: lab/network/loadbalancer.py):
 
 - for every `sailoperator.io/v1` `Istio`, istiod's objects rendered from Istio's own istiod chart
-  with the resource's `spec.values` by Istio's own istioctl (`lab.operator.istio_chart`): ServiceAccount,
-  RBAC, mesh ConfigMap, Services, the injection and validation webhooks, the `istiod`
-  Deployment; the lab's node runs that Deployment's pod (lab/nodes/node.py). Objects rendered for an `Istio` that is gone are
-  deleted, as a Helm uninstall would;
+  with the resource's `spec.values` by Istio's own istioctl (`lab.operator.istio_chart`):
+  ServiceAccount, RBAC, mesh ConfigMap, Services, the injection and validation webhooks, the
+  `istiod` Deployment; the lab's node runs that Deployment's pod (lab/nodes/node.py). Objects
+  rendered for an `Istio` that is gone are deleted, as a Helm uninstall would;
 - every `Istio` gets the status the operator writes: Ready (conditions True, `state: Healthy`)
   only once its istiod Deployment reports an available replica for the current generation,
   else Ready False with reason `IstiodNotReady`; every `IstioCNI` is reported Ready at once
