@@ -19,8 +19,8 @@ import shutil
 import sys
 import tempfile
 
-from lab.crds import default_dir as istio_crds
-from lab.crds import load as load_crds
+from lab.clusters.crds import default_dir as istio_crds
+from lab.clusters.crds import load as load_crds
 from lab.stack import VENV
 
 from . import data_plane, graph, scale, up

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         "--no-cert-manager", action="store_true", help="run no cert-manager controller and install none of its CRDs"
     )
     up.add_argument(
-        "--vault", action="store_true", help="also run lab.vault_pki, the stand-in for Vault's PKI engine and auth"
+        "--vault", action="store_true", help="also run lab.vault.server, the stand-in for Vault's PKI engine and auth"
     )
     down = sub.add_parser("down", help="stop everything the lab started and remove DIR")
     status = sub.add_parser("status", help="print what runs, as JSON")

@@ -24,9 +24,12 @@ from threading import Lock
 
 import yaml
 
-from . import crds, node, pod_state, procs
-from .controlplane import ABOVE_ETCD, CERT_MANAGER_CONTROLLER, KUBELET_API, ControlPlane
-from .network import LabNetwork
+from . import procs
+from .clusters import crds
+from .clusters.controlplane import ABOVE_ETCD, CERT_MANAGER_CONTROLLER, KUBELET_API, ControlPlane
+from .clusters.kubeapi import ApiError
+from .network.namespaces import LabNetwork
+from .nodes import node, pod_state
 from .toolchain import (
     REPO,
     cert_manager_binaries,
@@ -35,8 +38,7 @@ from .toolchain import (
     kubelet_api_binaries,
     kubernetes_binaries,
 )
-from .kubeapi import ApiError
-from .vault_client import VaultHandle
+from .vault.client import VaultHandle
 
 DEFAULT_CLUSTERS = ("east", "west")
 # istiod's listeners (the istiod chart's container ports), by pilot-discovery's flag for each.
@@ -89,13 +91,13 @@ class Lab:
         # One cert-manager controller per cluster (the real one: toolchain/cert-manager.sh), its
         # CRDs installed with the others.
         self.cert_manager = cert_manager
-        # The Vault stand-in (lab/vault_pki.py): one for the whole lab, as one Vault serves every
+        # The Vault stand-in (lab/vault/server.py): one for the whole lab, as one Vault serves every
         # cluster of a mesh. `lab.vault` is its handle.
         self.vault_standin = vault
         self._planes: dict[str, ControlPlane] = {}
         self._standin_pid: int | None = None
-        # The data plane (with the stand-ins): each cluster's node (lab/node.py) on the lab's
-        # network (lab/network.py), and its load balancers (lab/loadbalancer.py).
+        # The data plane (with the stand-ins): each cluster's node (lab/nodes/node.py) on the lab's
+        # network (lab/network/namespaces.py), and its load balancers (lab/network/loadbalancer.py).
         self.network: LabNetwork | None = None
         self._node_pid: int | None = None
         self._lb_pid: int | None = None
@@ -133,7 +135,7 @@ class Lab:
     @property
     def vault(self) -> VaultHandle:
         """The Vault stand-in: its address, serving CA, root token, a client, and the set-ups of a
-        PKI mount and of Kubernetes auth for a cluster (lab/vault_client.py)."""
+        PKI mount and of Kubernetes auth for a cluster (lab/vault/client.py)."""
         if not self.vault_standin or self._vault_port is None:
             raise RuntimeError(f"the lab in {self.dir} runs no Vault stand-in (Lab(vault=True), `lab up --vault`)")
         state = self.dir / "vault"
@@ -184,7 +186,9 @@ class Lab:
                 node.mount_pod_view(self.dir, self.network.prefix)
             if self.vault_standin:  # needs no cluster: it starts while they do
                 self._vault_port = procs.free_port(taken)
-                self._vault_pid = self._start_module("vault_pki", "--port", str(self._vault_port))
+                self._vault_pid = self._start_module(
+                    "vault.server", self.vault_log.name, "--port", str(self._vault_port)
+                )
                 self._save()
             list(pool.map(lambda p: self._bring_up(p, bins, crd_docs), self._planes.values()))
             if self.standin:
@@ -340,13 +344,10 @@ class Lab:
         if plane.cert_manager:
             plane.wait_cert_manager()
 
-    def _start_module(self, module: str, *args: str) -> int:
+    def _start_module(self, module: str, log: str, *args: str) -> int:
+        """`python -m lab.<module>` for this lab, its output in `<dir>/<log>`."""
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-        return procs.start(
-            [sys.executable, "-m", f"lab.{module}", "--dir", str(self.dir), *args],
-            self.dir / f"{module.replace('_', '-')}.log",
-            env,
-        )
+        return procs.start([sys.executable, "-m", f"lab.{module}", "--dir", str(self.dir), *args], self.dir / log, env)
 
     def _vault_ready(self) -> bool:
         """The stand-in's /v1/sys/health answers 200 (initialized, unsealed, active)."""
@@ -370,13 +371,13 @@ class Lab:
             time.sleep(0.1)
 
     def _start_standin(self) -> None:
-        self._standin_pid = self._start_module("operator_standin")
+        self._standin_pid = self._start_module("operator.sail", "operator-standin.log")
         self._save()
         if not procs.alive(self._node_pid, str(self.dir)):
-            self._node_pid = self._start_module("node")
+            self._node_pid = self._start_module("nodes.node", "node.log")
             self._save()
         if not procs.alive(self._lb_pid, str(self.dir)):
-            self._lb_pid = self._start_module("loadbalancer")
+            self._lb_pid = self._start_module("network.loadbalancer", "loadbalancer.log")
             self._save()
 
     def _stop_processes(self) -> None:

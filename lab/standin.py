@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .controlplane import ControlPlane
+from .clusters.controlplane import ControlPlane
 
 
 class Loop:

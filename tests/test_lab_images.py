@@ -1,4 +1,4 @@
-"""The lab's images as programs (lab/images.py): upstream Envoy is the pinned wheel's, and an image
+"""The lab's images as programs (lab/nodes/images.py): upstream Envoy is the pinned wheel's, and an image
 the lab does not know is refused by name, never run as something else."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from lab import images
+from lab.nodes import images
 from lab.stack import REPO
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab import istio_chart, pod
+from lab.nodes import pod
+from lab.operator import istio_chart
 from lab.toolchain import istio_binaries
 from mesh import config
 from mesh.plan.control_plane import istio_manifest

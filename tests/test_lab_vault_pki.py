@@ -1,4 +1,4 @@
-"""The lab's Vault stand-in (lab/vault_pki.py) on its own, no cluster: what a user sets up with
+"""The lab's Vault stand-in (lab/vault/server.py) on its own, no cluster: what a user sets up with
 `vault write` and what sign-intermediate gives back, read with the openssl CLI the way a user
 would check it (subject, SANs, CA:TRUE, key usages, notAfter against ttl and the mount's max,
 chain); who is refused; the intermediate mount whose chains lack the root; and the stand-in's
@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from lab import procs
-from lab.vault_client import VaultClient, VaultError, setup_mesh_pki
-from lab.vault_api import duration_seconds, go_duration
-from lab.vault_issuance import TRUNCATED
-from lab.vault_policy import Acl, PolicyError, parse
+from lab.vault.client import VaultClient, VaultError, setup_mesh_pki
+from lab.vault.api import duration_seconds, go_duration
+from lab.vault.issuance import TRUNCATED
+from lab.vault.policy import Acl, PolicyError, parse
 
 from .conftest import REPO
 
@@ -35,7 +35,7 @@ def vault(tmp_path_factory):
     port = procs.free_port(set())
     log = lab_dir / "vault-pki.log"
     pid = procs.start(
-        [sys.executable, "-m", "lab.vault_pki", "--dir", str(lab_dir), "--port", str(port)], log, cwd=REPO
+        [sys.executable, "-m", "lab.vault.server", "--dir", str(lab_dir), "--port", str(port)], log, cwd=REPO
     )
     state = lab_dir / "vault"
     deadline = time.monotonic() + 20

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from lab import volume
+from lab.nodes import volume
 
 
 def test_files_are_links_through_one_data_link(tmp_path):

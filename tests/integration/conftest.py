@@ -23,7 +23,8 @@ import yaml
 from cryptography import x509
 from pulumi import automation as auto
 
-from lab import network, node
+from lab.network import namespaces
+from lab.nodes import node
 from lab.lab import Lab
 from mesh.verify import istiod_access
 from mesh.verify import istiod_answers as istiod_checks
@@ -166,7 +167,7 @@ def deploy(name: str, clusters: list[str], tmp_path_factory, log: Callable[[str]
             prefix = lab.network.prefix if lab.network else None
             lab.down()
             if prefix:  # the data plane's namespaces, routes and mount go with the lab
-                assert not network.leftovers(prefix), network.leftovers(prefix)
+                assert not namespaces.leftovers(prefix), namespaces.leftovers(prefix)
                 assert not node.pod_view(prefix).exists()
 
 

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from lab import procs
-from lab.controlplane import CERT_MANAGER_CONTROLLER, CERT_MANAGER_NAMESPACE
+from lab.clusters.controlplane import CERT_MANAGER_CONTROLLER, CERT_MANAGER_NAMESPACE
 from lab.lab import Lab
 from lab.toolchain import cert_manager_binaries, versions
 

@@ -4,7 +4,7 @@ Every request here leaves the `sleep` pod's own network namespace through its si
 pilot-agent with upstream Envoy, injected by istiod's real webhook, traffic captured by
 istio-init's iptables rules), and a request to the other cluster crosses that cluster's east-west
 gateway (pilot-agent `proxy router` + Envoy) at its load-balancer address: the clusters' pod
-networks do not reach each other (lab/network.py).
+networks do not reach each other (lab/network/namespaces.py).
 
 Tests run in the order written and share one `up`; the later ones break something and put it back.
 """

@@ -1,7 +1,7 @@
 """Istio's real istiod reads what `up` made, on two real API servers, with the real engine.
 
 Each lab cluster runs the istiod that istio.io/istio builds (toolchain/istio.sh), a pod of the
-cluster's node (lab/node.py) from the Deployment the operator stand-in rendered with istioctl; `up`
+cluster's node (lab/nodes/node.py) from the Deployment the operator stand-in rendered with istioctl; `up`
 itself waited for it, because the `Istio` resource turns Ready only once istiod answers ready.
 Tests run in the order written and share one `up`.
 """

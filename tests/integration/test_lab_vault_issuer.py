@@ -4,7 +4,7 @@ stack's state or on any cluster.
 
 What is real: the engine and providers, the API servers, cert-manager's controller and its Vault
 client, istiod. What stands in: Vault, by the lab's stand-in for its PKI secrets engine, token
-and Kubernetes auth (`lab/vault_pki.py`; it reviews service account tokens with the clusters'
+and Kubernetes auth (`lab/vault/server.py`; it reviews service account tokens with the clusters'
 real TokenReview API).
 """
 
@@ -21,7 +21,7 @@ from pulumi import automation as auto
 
 from lab.lab import Lab
 from lab.stack import REPO, mesh_config, open_stack, remove_stack
-from lab.vault_client import sign_intermediate_policy
+from lab.vault.client import sign_intermediate_policy
 from mesh import config
 from mesh.verify import FAIL, PASS, check_cacerts, read_cacerts
 from mesh.verify.issuance import check_issuance

@@ -1,4 +1,4 @@
-"""cert-manager's real Vault Issuer against the lab's Vault stand-in (lab/vault_pki.py): each
+"""cert-manager's real Vault Issuer against the lab's Vault stand-in (lab/vault/server.py): each
 cluster's intermediate for the mesh, signed by `<mount>/root/sign-intermediate` under a root that
 never leaves Vault, with either of the two ways an Issuer logs in (a token in a Secret; the
 Kubernetes auth method, reviewed by the cluster's TokenReview API). And what goes wrong: a role
@@ -17,9 +17,9 @@ from pathlib import Path
 import kubernetes
 import pytest
 
-from lab.controlplane import CERT_MANAGER_NAMESPACE
+from lab.clusters.controlplane import CERT_MANAGER_NAMESPACE
 from lab.lab import Lab
-from lab.vault_client import sign_intermediate_policy
+from lab.vault.client import sign_intermediate_policy
 
 from .conftest import lab_status, openssl, verifies, wait_for
 

@@ -1,4 +1,4 @@
-"""A client of the lab's Vault stand-in (lab/vault_pki.py), and the two set-ups a mesh needs on it.
+"""A client of the lab's Vault stand-in (lab/vault/server.py), and the two set-ups a mesh needs on it.
 
 `VaultClient` calls the HTTP API as `vault write` and `vault read` do (JSON in, Vault's envelope
 out, `{"errors": [...]}` raised as `VaultError`). `Lab.vault` hands out a `VaultHandle`: the
@@ -24,7 +24,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from .kubeapi import KubeClient
+from ..clusters.kubeapi import KubeClient
 
 REVIEWER = ("kube-system", "vault-token-reviewer")
 REVIEWER_TOKEN_SECONDS = 7 * 24 * 3600  # outlives any lab; a real cluster would rotate it

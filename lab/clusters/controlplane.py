@@ -19,10 +19,11 @@ from pathlib import Path
 
 import yaml
 
-from . import pki, procs
+from .. import procs
+from . import pki
 from .kubeapi import ApiError, KubeClient
 
-from .toolchain import CERT_MANAGER, KUBERNETES as COMPONENTS
+from ..toolchain import CERT_MANAGER, KUBERNETES as COMPONENTS
 
 CERT_MANAGER_CONTROLLER = CERT_MANAGER[0]
 # cert-manager watches only istio-system, where the mesh's `cacerts` and their Issuers live
@@ -48,7 +49,7 @@ KCM_CONTROLLERS = ",".join(
         "root-ca-certificate-publisher-controller",
     )
 )
-# The node's kubelet API (lab/node.py; exec, logs, port-forward): not part of the control plane,
+# The node's kubelet API (lab/nodes/node.py; exec, logs, port-forward): not part of the control plane,
 # so a cluster made unreachable (`stop_cluster`) keeps it, as a node keeps running.
 KUBELET_API = "lab-kubelet-api"
 

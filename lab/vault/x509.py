@@ -1,8 +1,8 @@
-"""Keys, CSRs and certificates for the lab's Vault stand-in (lab/vault_pki.py), made with the
+"""Keys, CSRs and certificates for the lab's Vault stand-in (lab/vault/server.py), made with the
 openssl CLI, and the little DER the stand-in must read and write itself.
 
 openssl generates every key, makes every CSR and signs every certificate (`openssl req`,
-`openssl ca`), as lab/pki.py does; the lab stays on the standard library. Python reads the few
+`openssl ca`), as lab/clusters/pki.py does; the lab stays on the standard library. Python reads the few
 fields Vault's PKI engine decides on (a CSR's subject, key and extensions; a certificate's names,
 key identifiers, path length and validity) and encodes the extensions whose exact form Vault takes
 from Go's crypto/x509 (key usage, basic constraints, subject alternative names), so they reach

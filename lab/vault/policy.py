@@ -1,4 +1,4 @@
-"""Vault ACL policies for the lab's Vault stand-in (lab/vault_pki.py): the HCL subset it reads and
+"""Vault ACL policies for the lab's Vault stand-in (lab/vault/server.py): the HCL subset it reads and
 how a token's policies decide a request.
 
 The subset: any number of `path "<pattern>" { capabilities = ["read", ...] }` blocks, with `#`,

@@ -2,7 +2,7 @@
 from Istio's own istiod chart with that resource's `spec.values`: what the Sail operator renders
 (it installs the same charts through Helm), and so what the lab's istiod runs with — its
 ServiceAccount and ClusterRole (the rights the chart gives istiod), its mesh-config ConfigMap, and
-the Deployment whose pod the cluster's node runs (lab/node.py).
+the Deployment whose pod the cluster's node runs (lab/nodes/node.py).
 
 CustomResourceDefinitions are not applied: the lab installs the Sail operator's CRD set. The
 admission webhooks are (sidecar injection, validation): the API server calls istiod at its pod's

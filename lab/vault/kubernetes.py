@@ -1,4 +1,4 @@
-"""The Kubernetes auth method of the lab's Vault stand-in (lab/vault_pki.py), as
+"""The Kubernetes auth method of the lab's Vault stand-in (lab/vault/server.py), as
 hashicorp/vault-plugin-auth-kubernetes has it: a mount's config (path_config.go), its roles
 (path_role.go), and what a login checks (path_login.go, token_review.go): the JWT's claims against
 the role (audience, service account name and namespace; without `pem_keys` its signature is not
@@ -15,8 +15,8 @@ import time
 import urllib.error
 import urllib.request
 
-from . import vault_x509 as x509
-from .vault_api import LOG, Fields, VaultError, denied
+from . import x509
+from .api import LOG, Fields, VaultError, denied
 
 CONFIG = {
     "kubernetes_host": ("string", ""),

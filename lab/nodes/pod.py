@@ -1,5 +1,5 @@
 """What the kubelet makes of a pod, for processes that run on this host instead of in containers
-(lab/node.py runs them): its volumes as files under a directory that stands for the containers'
+(lab/nodes/node.py runs them): its volumes as files under a directory that stands for the containers'
 root, and each container's environment.
 
 Supported: secret, configMap, downwardAPI, emptyDir and projected (serviceAccountToken, configMap,
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from . import volume
-from .kubeapi import ApiError, KubeClient
+from ..clusters.kubeapi import ApiError, KubeClient
 
 # Refresh a service-account token once 80% of its life has passed, as the kubelet does.
 TOKEN_REFRESH_FRACTION = 0.8

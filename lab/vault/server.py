@@ -7,7 +7,7 @@ these endpoints and no more, with Vault's paths, JSON shapes, status codes and `
 bodies, each checked against the upstream source named beside its code (hashicorp/vault,
 hashicorp/vault-plugin-auth-kubernetes, hashicorp/cap):
 
-- `GET sys/health`; `sys/policies/acl/<name>` (lab/vault_policy.py's HCL subset);
+- `GET sys/health`; `sys/policies/acl/<name>` (lab/vault/policy.py's HCL subset);
   `sys/mounts/<path>` and `sys/mounts/<path>/tune`; `sys/auth/<path>`;
 - tokens: a root token (`<lab>/vault/root-token`), `auth/token/create`, `X-Vault-Token` (or
   `Authorization: Bearer`) on every request but the unauthenticated ones, 403 `permission denied`
@@ -18,22 +18,22 @@ hashicorp/vault-plugin-auth-kubernetes, hashicorp/cap):
 - a `kubernetes` auth mount: `config`, `role/<name>`, `login`, which reviews the service account's
   token with the cluster's TokenReview API as Vault does.
 
-The pieces: lab/vault_api.py (parameters, errors and responses as Vault's framework has them),
-lab/vault_issuance.py (what the PKI engine decides for a certificate), lab/vault_x509.py (keys,
-CSRs and certificates by the openssl CLI), lab/vault_policy.py (ACLs), lab/vault_kubernetes.py
+The pieces: lab/vault/api.py (parameters, errors and responses as Vault's framework has them),
+lab/vault/issuance.py (what the PKI engine decides for a certificate), lab/vault/x509.py (keys,
+CSRs and certificates by the openssl CLI), lab/vault/policy.py (ACLs), lab/vault/kubernetes.py
 (the Kubernetes auth method); this module keeps the state, routes and authorizes each request,
-serves the endpoints, and is the HTTPS server. lab/vault_client.py is the client side.
+serves the endpoints, and is the HTTPS server. lab/vault/client.py is the client side.
 
 Not done: seal/unseal and storage backends (the state is one JSON file beside the keys), leases,
 renewal and revocation, CRLs, OCSP and AIA URLs, PKI roles and leaf issuance, other engines and
-auth methods, namespaces, response wrapping, HCL beyond lab/vault_policy.py's subset. Parameters
+auth methods, namespaces, response wrapping, HCL beyond lab/vault/policy.py's subset. Parameters
 Vault knows but the stand-in does not implement are refused by name (400), never ignored.
 
 State lives in `<lab>/vault/` (mode 0700): the serving CA and certificate (`serving/`),
 `root-token`, `state.json` (policies, mounts, issuers, token hashes, auth configuration) and each
 mount's private keys under `mounts/<uuid>/keys/` (0600). No endpoint returns a private key.
 
-Run by `lab up --vault` as `python -m lab.vault_pki --dir DIR --port PORT`. One line per request on
+Run by `lab up --vault` as `python -m lab.vault.server --dir DIR --port PORT`. One line per request on
 stdout: method, path, status, time; never a token, key or CSR.
 """
 
@@ -60,9 +60,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
-from . import pki, vault_kubernetes as kubernetes, vault_x509 as x509
-from .vault_api import LOG, Fields, Reply, VaultError, denied, envelope, unsupported
-from .vault_issuance import (
+from ..clusters import pki
+from . import kubernetes, x509
+from .api import LOG, Fields, Reply, VaultError, denied, envelope, unsupported
+from .issuance import (
     CA_COMMON,
     CA_ISSUE,
     KEY_GENERATION,
@@ -77,8 +78,8 @@ from .vault_issuance import (
     key_params,
     validity,
 )
-from .vault_policy import DEFAULT_POLICY, Acl, PolicyError
-from .vault_policy import parse as parse_policy
+from .policy import DEFAULT_POLICY, Acl, PolicyError
+from .policy import parse as parse_policy
 
 VERSION = "0.0.0+lab.vault-pki-standin"  # not a Vault release: what `sys/health` reports
 # vault/expiration.go: maxLeaseTTL = 32 * 24 * time.Hour, defaultLeaseTTL = maxLeaseTTL. A mount
@@ -851,7 +852,7 @@ class Vault:
         return envelope(warnings=warnings)
 
     def login(self, mount_path: str, body: dict) -> Reply:
-        """A kubernetes auth login (lab/vault_kubernetes.py), outside the lock while the cluster
+        """A kubernetes auth login (lab/vault/kubernetes.py), outside the lock while the cluster
         reviews the JWT; a token with the role's policies if it passes."""
         f = Fields(body, {"role": ("string", ""), "jwt": ("string", "")})
         for field in ("role", "jwt"):
@@ -964,7 +965,7 @@ class _Server(ThreadingHTTPServer):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lab.vault_pki", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lab.vault.server", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", type=Path, required=True, help="the lab's state dir (state goes to DIR/vault)")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
     args = parser.parse_args(argv)

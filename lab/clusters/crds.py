@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from ..toolchain import REPO
 from .kubeapi import ApiError, KubeClient
 
 _CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
@@ -16,8 +17,7 @@ _CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 def default_dir() -> Path:
     # shared/ sits beside the checkout, for developers and CI alike.
-    repo = Path(__file__).resolve().parent.parent
-    return Path(os.environ.get("MESH_LAB_CRDS") or repo.parent / "shared" / "crds")
+    return Path(os.environ.get("MESH_LAB_CRDS") or REPO.parent / "shared" / "crds")
 
 
 # libyaml parses the large Istio CRDs in a fraction of a second, pure Python in two.

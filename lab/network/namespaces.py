@@ -20,7 +20,7 @@ finds everything of its own.
 So a pod of one cluster reaches a pod IP of another only through that cluster's east-west
 gateway's load-balancer address: a broken gateway or a wrong network label shows.
 Load-balancer addresses are 10.B.253.n, translated in ml<B>-wan to the Service's ready pods
-(lab/loadbalancer.py keeps that translation; `set_load_balancers` here writes it).
+(lab/network/loadbalancer.py keeps that translation; `set_load_balancers` here writes it).
 
 Needs root (network namespaces, veth pairs, iptables); `ip` (iproute2) and iptables.
 """

@@ -2,13 +2,13 @@
 
 The Sail operator does not run in the lab (its module is not served here). This module plays its
 visible part, openly, so that code waiting on it runs against real API servers and a real
-istiod (load-balancer addresses: lab/loadbalancer.py):
+istiod (load-balancer addresses: lab/network/loadbalancer.py):
 
 - for every `sailoperator.io/v1` `Istio`, istiod's objects rendered from Istio's own istiod chart
-  with the resource's `spec.values` by Istio's own istioctl (`lab.istio_chart`): ServiceAccount,
-  RBAC, mesh ConfigMap, Services, the injection and validation webhooks, the `istiod`
-  Deployment; the lab's node runs that Deployment's pod (lab/node.py). Objects rendered for an `Istio` that is gone are
-  deleted, as a Helm uninstall would;
+  with the resource's `spec.values` by Istio's own istioctl (`lab.operator.istio_chart`):
+  ServiceAccount, RBAC, mesh ConfigMap, Services, the injection and validation webhooks, the
+  `istiod` Deployment; the lab's node runs that Deployment's pod (lab/nodes/node.py). Objects
+  rendered for an `Istio` that is gone are deleted, as a Helm uninstall would;
 - every `Istio` gets the status the operator writes: Ready (conditions True, `state: Healthy`)
   only once its istiod Deployment reports an available replica for the current generation,
   else Ready False with reason `IstiodNotReady`; every `IstioCNI` is reported Ready at once
@@ -17,7 +17,7 @@ istiod (load-balancer addresses: lab/loadbalancer.py):
 `lab up --no-standin` leaves the stand-ins out, for tests of behaviour while the operator has
 not (yet) reported.
 
-Run by `lab up` as `python -m lab.operator_standin --dir DIR`.
+Run by `lab up` as `python -m lab.operator.sail --dir DIR`.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from pathlib import Path
 
 from mesh.plan import names
 
-from . import istio_chart, standin
-from .kubeapi import ApiError, KubeClient
-from .toolchain import istio_binaries
+from .. import standin
+from ..clusters.kubeapi import ApiError, KubeClient
+from ..toolchain import istio_binaries
+from . import istio_chart
 
-_MESSAGE = "set by lab.operator_standin: no Sail operator runs in the lab"
+_MESSAGE = "set by lab.operator.sail: no Sail operator runs in the lab"
 # Condition types the Sail operator (api/v1) sets on each kind.
 _KINDS = {
     "istios": ("Reconciled", "Ready", "DependenciesHealthy"),
@@ -163,4 +164,4 @@ def from_lab_dir(dir: Path) -> StandIn:
 
 
 if __name__ == "__main__":
-    standin.main("lab.operator_standin", __doc__, from_lab_dir)
+    standin.main("lab.operator.sail", __doc__, from_lab_dir)

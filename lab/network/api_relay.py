@@ -6,7 +6,7 @@ remote secret) at an address routed to it. The lab's API servers listen on the h
 process in a pod's network namespace cannot reach: its 127.0.0.1 is the pod's own. So for each
 pod the node listens on 127.0.0.1:<port> inside the pod's namespace, for every API server port of
 the lab, and passes each connection to the host's 127.0.0.1:<port>. Nothing else is relayed: a
-pod reaches other pods, and other clusters, only through the lab's network (lab/network.py).
+pod reaches other pods, and other clusters, only through the lab's network (lab/network/namespaces.py).
 
 A socket belongs to the network namespace of the thread that made it: each listening socket is
 made by a thread that first enters the pod's namespace (setns), and the connections to the API

@@ -1,4 +1,4 @@
-"""Requests and responses of the lab's Vault stand-in (lab/vault_pki.py) as Vault's framework reads
+"""Requests and responses of the lab's Vault stand-in (lab/vault/server.py) as Vault's framework reads
 and writes them: parameters typed by a schema (sdk/framework field types, with
 go-secure-stdlib/parseutil's readings of durations, booleans and comma lists), errors as an HTTP
 status with Vault's `{"errors": [...]}`, and the JSON envelope of a response (api.Secret)."""
@@ -29,7 +29,7 @@ def denied() -> VaultError:
 
 
 def unsupported(name: str) -> VaultError:
-    return VaultError(400, f"{name} is not implemented by the lab's Vault stand-in (lab/vault_pki.py)")
+    return VaultError(400, f"{name} is not implemented by the lab's Vault stand-in (lab/vault/server.py)")
 
 
 _GO_DURATION = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")

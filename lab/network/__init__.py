@@ -1,0 +1,1 @@
+"""The lab's network: a network per cluster, load balancers between them, pods' route to the API servers."""
