@@ -29,9 +29,9 @@ from typing import Sequence
 import yaml
 
 from lab import Lab
-from lab.images import envoy_binary
-from lab.network import remove_netns
-from lab.pod_state import pod_dirs, read_state
+from lab.nodes.images import envoy_binary
+from lab.network.namespaces import remove_netns
+from lab.nodes.pod_state import pod_dirs, read_state
 from lab.stack import mesh_config
 
 from . import floor, projects
@@ -268,7 +268,7 @@ def direct_requests_per_second(workdir: pathlib.Path, requests: int, parallel: i
     try:
         subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
         server = subprocess.Popen(
-            ["ip", "netns", "exec", netns, sys.executable, "-m", "lab.helloworld"],
+            ["ip", "netns", "exec", netns, sys.executable, "-m", "lab.nodes.helloworld"],
             cwd=str(projects.REPO), env={**os.environ, "SERVICE_VERSION": "v1", "HOSTNAME": "floor"},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
