@@ -1,7 +1,7 @@
 """Istio versions the Sail operator accepts in `spec.version` of `Istio` and `IstioCNI`.
 
-Copied from the enum of the `sailoperator.io/v1` CRDs (sail-operator main, the CRDs in
-`../shared/crds`), newest first, so that a version the API server would reject is refused at
+Copied from the enum of the `sailoperator.io/v1` CRDs (sail-operator main at the commit
+toolchain/versions.env pins), newest first, so that a version the API server would reject is refused at
 config time with the list in the message. `tests/test_sail_versions.py` fails when the CRDs
 change and this list does not.
 """

@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
 
 
 def write_kubeconfig(

@@ -10,9 +10,9 @@ import yaml
 from mesh import config
 from mesh.plan import gateway
 
-from .conftest import SHARED
+from .conftest import REPO
 
-SAIL = SHARED / "reference" / "sail-manifests"
+SAIL = REPO / "tests" / "data" / "sail-manifests"  # Sail's docs' own manifests (README there)
 
 
 def _without_nulls(value):

@@ -454,6 +454,7 @@ def test_install_links_the_official_cli_and_drops_a_plugin_link_left_from_a_buil
         "kubelet-api.sh",
         "actionlint.sh",
         "openshift-crds.sh",
+        "sail-operator.sh",
     ):
         (toolchain / name).write_text(f"echo {tools}\n")
     venv = tmp_path / "venv"
@@ -507,3 +508,74 @@ def test_the_lab_hears_of_the_toolchain_only_when_it_has_work_to_do():
     )
     assert (quiet.returncode, quiet.stderr) == (0, "")
     assert len(quiet.stdout.split()) == 2  # the two bin dirs, as lab/toolchain.py reads them
+
+
+# --- the Sail operator's source (its CRDs are the lab's) -----------------------------------------
+
+
+def sail_toolchain(tmp_path: Path, commit: str) -> Path:
+    """toolchain/sail-operator.sh with its helpers, pinned to `commit`."""
+    toolchain = tmp_path / "repo" / "toolchain"
+    toolchain.mkdir(parents=True)
+    for name in ("sail-operator.sh", "lib.sh", "versions.sh"):
+        (toolchain / name).write_bytes((TOOLCHAIN / name).read_bytes())
+    (toolchain / "versions.env").write_text(f"SAIL_OPERATOR_COMMIT={commit}\n")
+    return toolchain
+
+
+def sail_run(toolchain: Path, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(toolchain / "sail-operator.sh")],
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "MESH_TOOLCHAIN_CACHE": str(tmp_path / "cache"),
+             "MESH_TOOLCHAIN_REPORT": "all", **env},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_the_sail_operator_comes_from_its_public_home_at_the_pinned_commit(tmp_path):
+    home = tmp_path / "home"
+    (home / "chart" / "crds").mkdir(parents=True)
+    (home / "chart" / "crds" / "sailoperator.io_istios.yaml").write_text("kind: CustomResourceDefinition\n")
+    git = ["git", "-C", str(home), "-c", "user.name=t", "-c", "user.email=t@t"]
+    for args in (
+        ["init", "-q"],
+        ["add", "."],
+        ["commit", "-qm", "crds"],
+        ["config", "uploadpack.allowAnySHA1InWant", "true"],
+    ):
+        subprocess.run([*git, *args], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    toolchain = sail_toolchain(tmp_path, commit)
+    done = sail_run(
+        toolchain, tmp_path, MESH_SAIL_OPERATOR_URL=f"file://{home}", MESH_UPSTREAM_DIR=str(tmp_path / "none")
+    )
+    assert done.returncode == 0, done.stderr
+    out = Path(done.stdout.strip())
+    assert out == tmp_path / "cache" / f"sail-operator-{commit[:9]}" / "src"
+    assert (out / "chart" / "crds" / "sailoperator.io_istios.yaml").exists() and not (out / ".git").exists()
+    assert (
+        done.stderr
+        == f"toolchain: Sail operator source {commit[:9]}: from its public home (file://{home}, commit {commit})\n"
+    )
+    again = sail_run(toolchain, tmp_path, MESH_SAIL_OPERATOR_URL="file:///nowhere")
+    assert again.stdout == done.stdout and again.stderr.endswith(f"commit {commit}) (cached)\n"), again.stderr
+
+
+def test_where_its_home_cannot_be_reached_the_snapshot_beside_the_checkout_serves(tmp_path):
+    commit = "328df99dc9fc973a7dd0c6442145dc86459a1481"
+    toolchain = sail_toolchain(tmp_path, commit)
+    upstream = tmp_path / "upstream"
+    source = tmp_path / "snapshot" / "sail-operator" / "chart" / "crds"
+    source.mkdir(parents=True)
+    (source / "sailoperator.io_istios.yaml").write_text("kind: CustomResourceDefinition\n")
+    (upstream / "sail-operator").mkdir(parents=True)
+    with tarfile.open(upstream / "sail-operator" / f"sail-operator-{commit[:9]}.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "snapshot" / "sail-operator", arcname="sail-operator")
+    unreachable = {"MESH_SAIL_OPERATOR_URL": "file:///nowhere"}
+    missing = sail_run(toolchain, tmp_path, **unreachable, MESH_UPSTREAM_DIR=str(tmp_path / "none"))
+    assert missing.returncode == 1
+    assert "file:///nowhere cannot be had" in missing.stderr and "there is no snapshot at" in missing.stderr
+    done = sail_run(toolchain, tmp_path, **unreachable, MESH_UPSTREAM_DIR=str(upstream))
+    assert done.returncode == 0, done.stderr
+    assert (Path(done.stdout.strip()) / "chart" / "crds" / "sailoperator.io_istios.yaml").exists()
+    assert done.stderr.startswith(f"toolchain: Sail operator source {commit[:9]}: from the snapshot of commit")

@@ -16,8 +16,10 @@ _CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 
 def default_dir() -> Path:
-    # shared/ sits beside the checkout, for developers and CI alike.
-    return Path(os.environ.get("MESH_LAB_CRDS") or REPO.parent / "shared" / "crds")
+    """The Sail and Istio CRDs the lab installs: the Sail operator's chart/crds at the pinned
+    commit, which setup.sh links as .venv/crds (toolchain/sail-operator.sh); MESH_LAB_CRDS
+    names another folder."""
+    return Path(os.environ.get("MESH_LAB_CRDS") or REPO / ".venv" / "crds")
 
 
 # libyaml parses the large Istio CRDs in a fraction of a second, pure Python in two.
@@ -31,7 +33,10 @@ def load(dir: Path) -> list[dict]:
             if doc and doc.get("kind") == "CustomResourceDefinition":
                 crds.append(doc)
     if not crds:
-        raise RuntimeError(f"no CustomResourceDefinition in {dir} (set MESH_LAB_CRDS)")
+        raise RuntimeError(
+            f"no CustomResourceDefinition in {dir}: run `bash setup.sh` (it links the Sail operator's CRDs "
+            "as .venv/crds), or set MESH_LAB_CRDS to a folder of CRDs"
+        )
     return crds
 
 
