@@ -72,7 +72,7 @@ def test_the_workflows_own_steps_pass_in_a_clean_clone_without_the_toolchain(tmp
             break
         if "run" in step:
             ours.append(step)
-    assert [s["name"] for s in ours] == ["Install the program's packages and the tests'", "Unit tests"]
+    assert [s["name"] for s in ours] == ["Install the program's and the tests' packages", "Unit tests"]
     for step in ours:
         done = run(step["run"], repo, env)
         assert done.returncode == 0, f"{step['name']}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
