@@ -370,6 +370,32 @@ def test_a_secret_without_the_multicluster_label_is_ignored_by_istiod(mesh):
     assert problems == ['label istio/multiCluster is not "true": istiod ignores this secret']
 
 
+class SecretsOf:
+    """Stands in for a holder's CoreV1Api: reads the one secret it holds."""
+
+    def __init__(self, secret):
+        self.secret = secret
+
+    def read_namespaced_secret(self, name, namespace):
+        assert (name, namespace) == (self.secret.metadata.name, "istio-system")
+        return self.secret
+
+
+def test_a_remote_server_this_machine_cannot_reach_is_a_note_not_a_failure(east_west):
+    """API servers are often private endpoints that only the other clusters reach: the probe from
+    here says so and passes; istiod's own report (the istiod peers check) decides."""
+    east_west["clusters"][1]["apiServerUrl"] = "https://127.0.0.1:1"  # a closed port: nothing answers here
+    mesh = config.parse(east_west)
+    east, west = mesh.clusters
+    result = v.check_remote_secret(SecretsOf(remote_secret(west)), east, west, request_timeout=2)
+    assert result.status == v.PASS, result.detail
+    assert result.detail.startswith(
+        "well formed for west; its server https://127.0.0.1:1 does not answer from here (cannot reach the API server"
+    ), result.detail
+    assert result.detail.endswith("as a private endpoint would not: east's istiod peers check below says whether "
+                                  "istiod reaches it")  # fmt: skip
+
+
 # --- control plane (a stand-in for the custom-objects API) ---------------------------------
 
 

@@ -54,9 +54,14 @@ def remote_secret_problems(secret, source: ClusterConfig) -> tuple[list[str], Op
     return problems, kubeconfig
 
 
+class NotFromHere(Exception):
+    """The secret's server cannot be reached from where `mesh verify` runs: API servers are often
+    private endpoints only the other clusters reach. What istiod itself reports decides."""
+
+
 def remote_access_problems(api: kubernetes.client.ApiClient, source: ClusterConfig) -> list[str]:
     """The kubeconfig's identity works on `source` (and nowhere else) and has every right of
-    Istio's reader role."""
+    Istio's reader role. Raises NotFromHere when the server does not answer this machine."""
     core = kubernetes.client.CoreV1Api(api)
     fix = f"look at {READER} and its token secret on {source.name}, then run `pulumi up`"
     try:
@@ -66,7 +71,7 @@ def remote_access_problems(api: kubernetes.client.ApiClient, source: ClusterConf
             return [f"{source.name} rejects its token (revoked or rotated away): {fix}"]
         return [f"reading namespace {ISTIO_NAMESPACE} on {source.name} failed ({api_error(error)}): {fix}"]
     except Exception as error:  # noqa: BLE001 - network errors vary by transport
-        return [f"cannot reach {source.api_server_url} from here ({api_error(error)})"]
+        raise NotFromHere(api_error(error)) from error
     network = (namespace.metadata.labels or {}).get(NETWORK_LABEL)
     if network != source.network:
         return [
@@ -117,6 +122,7 @@ def check_remote_secret(holder_core, holder: ClusterConfig, source: ClusterConfi
             f"not found in {ISTIO_NAMESPACE}: {holder.name}'s istiod cannot see {source.name}'s endpoints; " + RECREATE,
         )
     problems, kubeconfig = remote_secret_problems(secret, source)
+    good = f"opens {source.name} ({source.network}) and may read what istiod reads"
     if kubeconfig is not None:
         try:
             api = client_from_kubeconfig(kubeconfig, None, request_timeout)
@@ -124,8 +130,14 @@ def check_remote_secret(holder_core, holder: ClusterConfig, source: ClusterConfi
             problems.append(f"its kubeconfig does not load: {error}")
         else:
             with api:
-                problems.extend(remote_access_problems(api, source))
-    good = f"opens {source.name} ({source.network}) and may read what istiod reads"
+                try:
+                    problems.extend(remote_access_problems(api, source))
+                except NotFromHere as unreachable:
+                    good = (
+                        f"well formed for {source.name}; its server {source.api_server_url} does not answer from "
+                        f"here ({unreachable}), as a private endpoint would not: {holder.name}'s istiod peers "
+                        "check below says whether istiod reaches it"
+                    )
     note = annotation_note(secret, source)
     if note:
         good = f"{good}; {note}"
