@@ -30,7 +30,13 @@ def _sources(folder: pathlib.Path):
 
 
 def test_only_the_entry_reads_the_clock_the_network_and_the_stack():
-    outside = re.compile(r"datetime\.(datetime\.)?now\(|socket\.|StackReference\(|pulumi\.Config\(|CONFIG\.get\(")
+    # The clock; the network (sockets, urllib's requests, http.client, the Kubernetes client); the
+    # stack's config and outputs.
+    outside = re.compile(
+        r"datetime\.(datetime\.)?now\(|socket\.|urllib\.request|urlopen\(|http\.client|^\s*import kubernetes"
+        r"|^\s*from kubernetes\b|StackReference\(|pulumi\.Config\(|CONFIG\.get\(",
+        re.MULTILINE,
+    )
     readers = {
         path
         for path, text in _sources(REPO / "mesh").items()

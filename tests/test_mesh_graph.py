@@ -267,6 +267,11 @@ def test_private_keys_are_secret_and_root_is_protected(east_west):
     assert root.inputs["isCaCertificate"] is True
     assert root.inputs["subject"] == {"organization": "Istio", "commonName": "Root CA"}
     assert "privateKeyPem" in root.secret_inputs
+    # Protected: the root and its key, as the engine is asked to; nothing else of the PKI.
+    root_key = next(k for k in keys if k.parent == root.parent)
+    assert (root.protect, root_key.protect) == (True, True)
+    assert [k.protect for k in keys if k is not root_key] == [False, False]
+    assert [c.protect for c in signing] == [False, False]
 
 
 def test_no_kubernetes_resource_without_a_provider_even_in_preview(east_west):
