@@ -1,4 +1,4 @@
-"""The config schema told two ways, kept equal to it: the README's tables and the JSON Schema
+"""The config schema told two ways, kept equal to it: docs/configuration.md's tables and the JSON Schema
 users point their editor at. The JSON Schema is checked by a real validator (jsonschema)."""
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from .test_config import BAD, DELETE, mutate
 SCHEMA_FILE = REPO / "schema" / "stack-config.schema.json"
 
 
-def test_the_readme_tables_are_the_schemas():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert docs.BEGIN in readme and docs.END in readme
-    assert docs.with_tables(readme) == readme, "README config tables differ from the schema: run python -m mesh.config"
+def test_the_configuration_docs_tables_are_the_schemas():
+    text = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert docs.BEGIN in text and docs.END in text
+    assert docs.with_tables(text) == text, (
+        "docs/configuration.md's tables differ from the schema: run python -m mesh.config"
+    )
 
 
 def test_the_json_schema_file_is_the_schemas():

@@ -1,5 +1,5 @@
 """Every version is written once, in toolchain/versions.env: the toolchain scripts read it
-(toolchain/versions.sh), and requirements.txt and the README must say the same."""
+(toolchain/versions.sh), and requirements.txt and docs/toolchain.md must say the same."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ SDK_PINS = {
     "pulumi-tls": "PULUMI_TLS_SDK_VERSION",
     "pulumi-random": "PULUMI_RANDOM_SDK_VERSION",
 }
-# What the README's toolchain table must name, by key.
-README_KEYS = [
+# What docs/toolchain.md's tables must name, by key.
+TOOLCHAIN_DOC_KEYS = [
     "KUBERNETES_VERSION", "ETCD_VERSION", "PULUMI_VERSION", "PULUMI_KUBERNETES_VERSION",
     "PULUMI_TLS_VERSION", "PULUMI_RANDOM_VERSION", "ACTIONLINT_VERSION",
     "PULUMI_SDK_VERSION", "PULUMI_KUBERNETES_SDK_VERSION", "PULUMI_TLS_SDK_VERSION", "PULUMI_RANDOM_SDK_VERSION",
@@ -42,9 +42,9 @@ def test_requirements_pin_the_released_sdks_of_versions_env(package):
     assert pins()[package] == versions()[SDK_PINS[package]]
 
 
-@pytest.mark.parametrize("key", README_KEYS)
-def test_the_readme_names_each_version(key):
-    assert versions()[key] in (REPO / "README.md").read_text(encoding="utf-8"), key
+@pytest.mark.parametrize("key", TOOLCHAIN_DOC_KEYS)
+def test_the_toolchain_doc_names_each_version(key):
+    assert versions()[key] in (REPO / "docs" / "toolchain.md").read_text(encoding="utf-8"), key
 
 
 def test_the_scripts_read_versions_env_and_stop_on_a_missing_key(tmp_path):

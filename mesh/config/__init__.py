@@ -6,7 +6,7 @@ a stack file. Everything else works from the frozen model and never reads config
 - `schema`: the table of keys (kinds, defaults, meanings), written once;
 - `kinds`: what each kind of value accepts; `rules`: checks that span keys;
 - `parse`: the walk that applies them; `kubeconfig`: reading a cluster's kubeconfig;
-- `errors`: how a refusal is told, a secret never shown; `docs`: README tables, JSON Schema;
+- `errors`: how a refusal is told, a secret never shown; `docs`: docs/configuration.md's tables, JSON Schema;
 - `istio_values`: what the program writes into every `Istio` resource, which `istioValues` may not change.
 """
 

@@ -1,4 +1,4 @@
-"""`python -m mesh.config`: write the JSON Schema and the README's tables from the schema."""
+"""`python -m mesh.config`: write the JSON Schema and docs/configuration.md's tables from the schema."""
 
 import pathlib
 
@@ -8,6 +8,6 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 (REPO / "schema").mkdir(exist_ok=True)
 (REPO / "schema" / "stack-config.schema.json").write_text(json_schema_text(), encoding="utf-8")
-readme = REPO / "README.md"
-readme.write_text(with_tables(readme.read_text(encoding="utf-8")), encoding="utf-8")
-print("wrote schema/stack-config.schema.json and README.md's configuration tables")
+tables = REPO / "docs" / "configuration.md"
+tables.write_text(with_tables(tables.read_text(encoding="utf-8")), encoding="utf-8")
+print("wrote schema/stack-config.schema.json and docs/configuration.md's tables")

@@ -1,7 +1,8 @@
-"""The schema told two ways: the README's configuration tables and a JSON Schema for editors.
+"""The schema told two ways: the configuration tables of docs/configuration.md and a JSON Schema
+for editors.
 
-`python -m mesh.config` rewrites both (`schema/stack-config.schema.json` and the README between
-its `config-tables` markers); `tests/test_config_docs.py` fails when either differs from the
+`python -m mesh.config` rewrites both (`schema/stack-config.schema.json` and docs/configuration.md
+between its `config-tables` markers); `tests/test_config_docs.py` fails when either differs from the
 schema.
 """
 
@@ -44,8 +45,8 @@ def _table(section: Section, prefix: str = "") -> list[str]:
     return rows
 
 
-def readme_tables() -> str:
-    """The README's configuration tables and the list of what is refused across keys."""
+def config_tables() -> str:
+    """docs/configuration.md's tables and the list of what is refused across keys."""
     lines = _table(MESH)
     lines += ["", "Certificates (`certificates.…`):", "", *_table(CERTIFICATES, "certificates.")]
     lines += ["", "Vault (`certificates.vault.…`, with `certificates.issuer: vault`):", ""]
@@ -99,8 +100,8 @@ def json_schema_text() -> str:
     return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
-def with_tables(readme: str) -> str:
-    """`readme` with the text between the markers replaced by `readme_tables()`."""
-    head, _, rest = readme.partition(BEGIN)
+def with_tables(document: str) -> str:
+    """`document` with the text between the markers replaced by `config_tables()`."""
+    head, _, rest = document.partition(BEGIN)
     _, _, tail = rest.partition(END)
-    return f"{head}{BEGIN}\n{readme_tables()}{END}{tail}"
+    return f"{head}{BEGIN}\n{config_tables()}{END}{tail}"
