@@ -4,7 +4,7 @@
                                               # a preview of 100 unreachable clusters, the data
                                               # plane at 2 and 3 clusters
     .venv/bin/python -m bench --smoke         # the smallest of each (CI runs this; no timing assert)
-    .venv/bin/python -m bench --markdown      # also print the table as Markdown (the README's)
+    .venv/bin/python -m bench --markdown      # also print the table as Markdown (docs/benchmark.md's)
 
 Needs the toolchain (`bash setup.sh`): the lab's API servers and istiod, the Pulumi CLI and
 plugins, kubectl, istioctl, openssl, and OpenShift's CRDs (`.venv/openshift-crds`).

@@ -33,7 +33,7 @@ def _figure(value: Optional[float], unit: str) -> str:
 
 
 def machine() -> str:
-    """This machine, named as the README's performance section names it."""
+    """This machine, named as docs/benchmark.md names it."""
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{platform.node() or 'this machine'}: {os.cpu_count()} cores, {memory:.0f} GiB, {platform.system()}"
 
@@ -56,7 +56,7 @@ def render(rows: Sequence[Row], title: str) -> str:
 
 
 def markdown(rows: Sequence[Row]) -> str:
-    """The same rows as a Markdown table, for the README."""
+    """The same rows as a Markdown table, for docs/benchmark.md."""
     lines = ["| what | ours | floor | ratio | target |", "|---|---|---|---|---|"]
     for row in rows:
         ratio = f"{row.ratio:.2f}×" if row.ratio is not None else "–"

@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_lab_stack(dir: Path, stack_name: str = "lab") -> int:
-    """The README's run command: the mesh program, for real, on a lab of two clusters; then a
+    """The lab's run command (README, docs/lab.md): the mesh program, for real, on a lab of two clusters; then a
     short report for a person (lab/run_report.py), the engine's output in a log file."""
     from pulumi import automation as auto
 

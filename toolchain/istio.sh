@@ -6,7 +6,7 @@
 # path pilot-agent reads it from (var/lib/istio/envoy/envoy_bootstrap_tmpl.json).
 #
 # The Go module proxy serves istio.io/istio only at one master pseudo-version (no release tag),
-# so the lab runs that Istio (VERSION 1.31-dev); see the README's "The toolchain".
+# so the lab runs that Istio (VERSION 1.31-dev); see docs/toolchain.md.
 # The module has no replace directives, so a plain module-mode build works.
 #
 # Usage: toolchain/istio.sh     build what is missing (progress on stderr), print the bin dir

@@ -25,7 +25,7 @@ PILOT_ENV = {
 # Why each entry of PILOT_ENV may not change, for the refusal.
 PILOT_ENV_REASONS = {
     "AUTO_RELOAD_PLUGIN_CERTS": "istiod must reload a renewed or rotated cacerts without a restart",
-    "ISTIO_MULTIROOT_MESH": "istiod must take a root rotation's bundles (README: Root rotation)",
+    "ISTIO_MULTIROOT_MESH": "istiod must take a root rotation's bundles (docs/root-rotation.md)",
 }
 
 # The path of each `spec.values` key the program sets from a key of its own config, and that key

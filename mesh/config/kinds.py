@@ -1,5 +1,5 @@
 """The kinds of value a config key takes: how each is checked, what it accepts (in words, for
-messages and the README) and its JSON Schema (for the editor schema).
+messages and docs/configuration.md) and its JSON Schema (for the editor schema).
 
 Pulumi hands scalar config to a program as text (`pulumi config set mesh:sampleApps true` is
 the string "true"), so every kind takes its value's text form too, and nothing more: "yes" is
@@ -49,7 +49,7 @@ class Refused(Exception):
 @dataclass(frozen=True)
 class Kind:
     accepted: str
-    """What is accepted, in words: the end of every refusal of this kind, and the README's column."""
+    """What is accepted, in words: the end of every refusal of this kind, and the docs' column."""
     schema: dict[str, Any]
     convert: Callable[[Any], Any] = field(repr=False)
     secret: bool = False

@@ -3,7 +3,7 @@
 Each section's rule gets the section's checked values (by model field), its path, and its
 index in a list; it refuses with the exact key where the offending value is, or returns the
 values completed (derived fields, defaults that depend on the position). `REFUSED` lists what is
-refused here, for the README (kept equal by tests/test_config_docs.py).
+refused here, for docs/configuration.md (kept equal by tests/test_config_docs.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ REFUSED: list[str] = []
 
 
 def refuses(*what: str):
-    """Record `what` a rule refuses, for the README's list."""
+    """Record `what` a rule refuses, for docs/configuration.md's list."""
 
     def record(function):
         REFUSED.extend(what)
@@ -32,7 +32,7 @@ def refuses(*what: str):
     "it would be ignored, and the root it shapes is protected",
     "`intermediateEarlyRenewalHours` over `intermediateValidityHours`; an intermediate outliving the root",
     "`rootRotation` set while `rootGeneration` is 0 (the first root has nothing to rotate from)",
-    '`backend: cert-manager` with `rootRotation` (rotate on `pulumi-tls`: "Switching backends") or with '
+    '`backend: cert-manager` with `rootRotation` (rotate on `pulumi-tls`: docs/certificates.md, "Switching backends") or with '
     "`intermediateEarlyRenewalHours` equal to `intermediateValidityHours` (cert-manager renews before expiry)",
 )
 def certificates(values: dict[str, Any], raw: dict[str, Any], path: str, index: Optional[int]) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def _cert_manager(values: dict[str, Any], path: str) -> None:
             values["root_rotation"],
             "no rootRotation with backend 'cert-manager': a rotation needs every cluster to trust the old and the "
             "new root at once, and cert-manager's ca.crt holds only its issuer's one root. With issuer 'ca': set "
-            "backend 'pulumi-tls' (two `up`s take cacerts back), rotate there (README: Root rotation), then set "
+            "backend 'pulumi-tls' (two `up`s take cacerts back), rotate there (docs/root-rotation.md), then set "
             "backend 'cert-manager' again; with issuer 'vault' the root is Vault's: a new root is a new stack",
         )
     validity = values["intermediate_validity_hours"]

@@ -1,7 +1,7 @@
 """Every `mesh:` config key, once: its kind, default and meaning.
 
 This table drives the parser (`mesh/config/parse.py`: unknown keys, missing keys, defaults,
-checks), the README's configuration tables and the JSON Schema users point their editor at
+checks), docs/configuration.md's tables and the JSON Schema users point their editor at
 (`mesh/config/docs.py`; `tests/test_config_docs.py` keeps both equal to it). Checks that span
 keys are in `mesh/config/rules.py`, hooked in per section here.
 """
@@ -19,7 +19,7 @@ from .model import CertificateConfig, ClusterConfig, MeshConfig, VaultConfig
 REQUIRED = object()
 
 # trust: a new root is trusted beside the old one; sign: the intermediates are signed by the new
-# root, both still trusted; retire: only the new root is trusted. README, "Root rotation".
+# root, both still trusted; retire: only the new root is trusted. docs/root-rotation.md.
 ROOT_ROTATION_PHASES = ("trust", "sign", "retire")
 UPDATE_STRATEGIES = ("InPlace", "RevisionBased")
 READER_ACCESS = ("istio-reader", "cluster-reader")
@@ -43,7 +43,7 @@ class Key:
     default: Any = REQUIRED
     """The value when the key is absent; None where a rule of the section fills it in."""
     shown_default: Optional[str] = None
-    """How the README shows the default, where the value alone would not say it."""
+    """How docs/configuration.md shows the default, where the value alone would not say it."""
     field: Optional[str] = None
     """The model's field; the key's name in snake_case unless given."""
 
@@ -119,7 +119,7 @@ CERTIFICATES = Section(
             "backend",
             kinds.choice(*CERTIFICATE_BACKENDS),
             "who issues and renews each cluster's intermediate: pulumi-tls on `up`, or cert-manager on the cluster, "
-            'from the mesh\'s root ("Intermediate CAs")',
+            "from the mesh's root (docs/certificates.md)",
             "pulumi-tls",
         ),
         Key(
@@ -146,7 +146,7 @@ CERTIFICATES = Section(
         Key(
             "rootRotation",
             kinds.choice(*ROOT_ROTATION_PHASES),
-            'phase of a root rotation in progress ("Root rotation")',
+            "phase of a root rotation in progress (docs/root-rotation.md)",
             None,
             "unset",
         ),
@@ -205,7 +205,7 @@ CLUSTER = Section(
             "istioValues",
             kinds.ISTIO_VALUES,
             "Helm values for this cluster's `Istio` resource, deep-merged over the mesh-wide `istioValues` "
-            '("Istio\'s own settings")',
+            '(docs/operations.md, "Istio\'s own settings")',
             {},
         ),
     ),
@@ -229,7 +229,7 @@ MESH = Section(
             "istioValues",
             kinds.ISTIO_VALUES,
             "Helm values deep-merged into every cluster's `Istio` resource (`spec.values`): `pilot.env`, `meshConfig`, "
-            "…; not the program's own (\"Istio's own settings\")",
+            "…; not the program's own (docs/operations.md, \"Istio's own settings\")",
             {},
         ),
         Key(

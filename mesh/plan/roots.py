@@ -1,5 +1,5 @@
 """Root rotation, planned: which roots live, which signs, which every cluster trusts, and whether
-this update may take the step the config asks for (README, "Root rotation").
+this update may take the step the config asks for (docs/root-rotation.md).
 
 `next_root_state` is decided before anything is registered, from the stack's last outputs and
 the time the program's entry read; a refusal leaves every key and cluster untouched.
@@ -16,7 +16,7 @@ from ..config import CertificateConfig, ConfigError
 ROOT_ROTATION_HELP = (
     "changing it in place would replace the mesh's root CA, and every cluster would stop trusting "
     "every other one at once. Keep the root settings as they are; to change the root, rotate it "
-    "(README, 'Root rotation': rootGeneration one higher with rootRotation 'trust', then 'sign', "
+    "(docs/root-rotation.md: rootGeneration one higher with rootRotation 'trust', then 'sign', "
     "then 'retire', then unset), and give the new settings with the new generation"
 )
 
