@@ -26,6 +26,8 @@ from pulumi import automation as auto
 from lab.network import namespaces
 from lab.nodes import node
 from lab.lab import Lab
+from mesh import config as mesh_settings
+from mesh import verify as v
 from mesh.verify import istiod_access
 from mesh.verify import istiod_answers as istiod_checks
 
@@ -229,6 +231,20 @@ def istiod_debug(mesh: DeployedMesh, cluster: str, path: str) -> Any:
 
 def istiod_log(mesh: DeployedMesh, cluster: str) -> str:
     return Path(istiod_state(mesh, cluster)["log"]).read_text(errors="replace")
+
+
+def run_verify(
+    mesh: DeployedMesh, exec_=None, progress: Callable[[str], None] = lambda line: None, **settings: Any
+) -> v.Report:
+    """`mesh verify` of the deployed config against the lab, as the command runs it (the real pod
+    exec unless `exec_`), with `settings` (v.Settings' fields)."""
+    parsed = mesh_settings.parse(json.loads(json.dumps(mesh.config)))
+    apis = {c.name: v.connect(c, request_timeout=10) for c in parsed.clusters}
+    try:
+        return v.verify(parsed, apis, exec_ or v.PodExec(parsed, apis, 10), v.Settings(**settings), progress)
+    finally:
+        for api in apis.values():
+            api.close()
 
 
 def synced_peers(mesh: DeployedMesh, cluster: str) -> dict[str, str]:

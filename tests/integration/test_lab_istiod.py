@@ -31,6 +31,7 @@ from .conftest import (
     istiod_debug,
     istiod_log,
     istiod_state,
+    run_verify,
     service_account_token,
     synced_peers,
     verifies,
@@ -132,7 +133,7 @@ def test_a_west_endpoint_reaches_east_sidecars_through_wests_gateway(mesh):
 
 
 def test_mesh_verify_shows_each_istiod_connected_and_serving_the_peer(mesh):
-    report = run_verify(mesh)
+    report = run_verify(mesh, requests=1, timeout=60)
     by_check = {}
     for r in report.results:
         by_check.setdefault(r.check, []).append(r)
@@ -176,7 +177,7 @@ def test_a_reader_role_without_endpointslices_leaves_the_peer_unsynced_and_verif
             lambda: synced_peers(mesh, "east").get("cluster2") == "timeout" and istiod_state(mesh, "east")["ready"],
             timeout=90,
         )
-        report = run_verify(mesh, timeout=5)
+        report = run_verify(mesh, requests=1, timeout=5)
         east = next(r for r in report.results if r.check == v.ISTIOD_PEERS and r.cluster == "east")
         assert east.failed and "cluster2" in east.detail, east
         # ...and names the missing right, found by opening the remote secret as istiod does.
@@ -192,23 +193,6 @@ def test_a_reader_role_without_endpointslices_leaves_the_peer_unsynced_and_verif
         lambda: synced_peers(mesh, "east").get("cluster2") == "synced",
         timeout=120,
     )
-
-
-def run_verify(mesh, timeout: float = 60):
-    """`mesh verify` of the deployed config against the lab, as the command runs it."""
-    config = mesh_config_of(mesh)
-    apis = {c.name: v.connect(c, 10) for c in config.clusters}
-    try:
-        return v.verify(config, apis, v.PodExec(config, apis, 10), v.Settings(requests=1, timeout=timeout))
-    finally:
-        for api in apis.values():
-            api.close()
-
-
-def mesh_config_of(mesh):
-    from mesh import config as mesh_config
-
-    return mesh_config.parse(json.loads(json.dumps(mesh.config)))
 
 
 # What `istioctl analyze` reports on the lab, and why none of it is a fault of what `up` made.

@@ -7,12 +7,12 @@ helloworld's versions are only v1 and v2, so which cluster answered is read from
 
 from __future__ import annotations
 
+import kubernetes
 import pytest
 
-from mesh import config
 from mesh import verify as v
 
-from .conftest import HELLO, deploy, step6, wait_for
+from .conftest import HELLO, deploy, run_verify, step6, synced_peers, wait_for
 
 CLUSTERS = ["east", "west", "south"]
 
@@ -51,13 +51,7 @@ def test_every_cluster_is_answered_by_every_cluster(mesh):
 def test_mesh_verify_reports_every_ordered_pair_with_its_latency(mesh):
     """`mesh verify` on three clusters: nine pairs, each answered, each with its p50 and p99; no
     request failed. v1 runs on east and south: only the answering pod tells them apart."""
-    mesh_config = config.parse(mesh.config)
-    apis = {c.name: v.connect(c, request_timeout=10) for c in mesh_config.clusters}
-    try:
-        report = v.verify(mesh_config, apis, v.PodExec(mesh_config, apis, 10), v.Settings(requests=30, timeout=60))
-    finally:
-        for api in apis.values():
-            api.close()
+    report = run_verify(mesh, requests=30, timeout=60)
     assert [(r.cluster, r.item, r.detail) for r in report.results if r.failed] == []
     pairs = {(r.cluster, r.item) for r in report.results if r.check == v.TRAFFIC}
     assert pairs == {(s, v.pair_item(t)) for s in CLUSTERS for t in CLUSTERS} | {(s, v.SOURCE_ITEM) for s in CLUSTERS}
@@ -66,3 +60,27 @@ def test_mesh_verify_reports_every_ordered_pair_with_its_latency(mesh):
         assert row["answeredBy"]["south"]["versions"] == {"v1": row["answeredBy"]["south"]["answers"]}, row
         for target, pair in row["answeredBy"].items():
             assert 0 < pair["p50Ms"] <= pair["p99Ms"] < 2000, (source, target, pair)
+
+
+def test_with_one_pair_broken_exactly_that_pair_fails_the_traffic_check(mesh):
+    """East's istiod loses south (its remote secret deleted): east's requests no longer reach
+    south, and every other pair still answers. The traffic check names that pair alone."""
+    core = mesh.core("east")
+    saved = core.read_namespaced_secret("istio-remote-secret-cluster3", "istio-system")
+    core.delete_namespaced_secret(saved.metadata.name, "istio-system")
+    try:
+        wait_for("east's istiod to drop cluster3", lambda: "cluster3" not in synced_peers(mesh, "east"), timeout=30)
+        report = run_verify(mesh, requests=30, timeout=5)
+    finally:
+        saved.metadata = kubernetes.client.V1ObjectMeta(
+            name=saved.metadata.name, labels=saved.metadata.labels, annotations=saved.metadata.annotations
+        )
+        core.create_namespaced_secret("istio-system", saved)
+    traffic = {(r.cluster, r.item): r.detail for r in report.results if r.check == v.TRAFFIC and r.failed}
+    assert traffic == {
+        ("east", v.pair_item("south")): "no answer in 120 requests: traffic from east does not reach south: look at "
+        "the gateway, remote-secret and cacerts checks above"
+    }
+    wait_for(
+        "every pair to answer again", lambda: run_verify(mesh, requests=30, timeout=60).ok, timeout=120, interval=2
+    )

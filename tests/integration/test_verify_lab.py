@@ -31,7 +31,7 @@ from mesh.plan.gateway import NAME as GATEWAY_NAME
 from mesh.plan.remote_secrets import remote_kubeconfig
 
 from ..test_verification import bundle, make_ca
-from .conftest import deploy, synced_peers, wait_for
+from .conftest import deploy, run_verify, synced_peers, wait_for
 
 CLUSTERS = ["east", "west"]
 HELLO = "Hello version: {version}, instance: {instance}\n"
@@ -91,14 +91,8 @@ REQUESTS = 12
 
 
 def run(mesh, timeout: float = 20, exec_=None, mesh_roots=(), progress=None) -> v.Report:
-    mesh_config = config.parse(mesh.config)
-    apis = {c.name: v.connect(c, request_timeout=10) for c in mesh_config.clusters}
-    settings = v.Settings(requests=REQUESTS, timeout=timeout, interval=0.5, mesh_roots=mesh_roots)
-    try:
-        return v.verify(mesh_config, apis, exec_ or v.PodExec(mesh_config, apis, 10), settings, progress or print)
-    finally:
-        for api in apis.values():
-            api.close()
+    return run_verify(mesh, exec_, progress or print, requests=REQUESTS, timeout=timeout, interval=0.5,
+                      mesh_roots=mesh_roots)  # fmt: skip
 
 
 def failures(report: v.Report) -> dict[tuple[str, str, str], str]:
