@@ -519,13 +519,13 @@ def sail_toolchain(tmp_path: Path, commit: str) -> Path:
     toolchain.mkdir(parents=True)
     for name in ("sail-operator.sh", "lib.sh", "versions.sh"):
         (toolchain / name).write_bytes((TOOLCHAIN / name).read_bytes())
-    (toolchain / "versions.env").write_text(f"SAIL_OPERATOR_COMMIT={commit}\n")
+    (toolchain / "versions.env").write_text(f"SAIL_OPERATOR_COMMIT={commit}\nSAIL_OPERATOR_REPLACES=a@v1\n")
     return toolchain
 
 
 def sail_run(toolchain: Path, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["bash", str(toolchain / "sail-operator.sh")],
+        ["bash", str(toolchain / "sail-operator.sh"), "--source-only"],
         env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "MESH_TOOLCHAIN_CACHE": str(tmp_path / "cache"),
              "MESH_TOOLCHAIN_REPORT": "all", **env},
         capture_output=True, text=True, timeout=120,
