@@ -93,7 +93,11 @@ def first_cross_answer(kubeconfig: pathlib.Path, names: Sequence[str], timeout: 
                 continue
             match = HELLO.search(answer)
             if match:
-                where = helloworld_pods(kubeconfig, names).get(match["instance"])
+                try:
+                    where = helloworld_pods(kubeconfig, names).get(match["instance"])
+                except (RuntimeError, subprocess.TimeoutExpired) as error:  # an API server still busy
+                    last = str(error)[-300:]
+                    continue
                 if where and where != source:
                     return f"{source} -> {where}"
                 last = f"{source} answered by {where}"
@@ -129,10 +133,12 @@ def wait_until_only(kubeconfig: pathlib.Path, source: str, clusters: set[str], n
     while in_a_row < 10:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{source}'s requests still reach clusters other than {sorted(clusters)}")
-        match = HELLO.search(in_sleep(kubeconfig, source, "curl", "-sS", "--max-time", "2", HELLO_URL, timeout=10))
-        in_a_row = (
-            in_a_row + 1 if match and helloworld_pods(kubeconfig, names).get(match["instance"]) in clusters else 0
-        )
+        try:
+            match = HELLO.search(in_sleep(kubeconfig, source, "curl", "-sS", "--max-time", "2", HELLO_URL, timeout=10))
+            answered = match and helloworld_pods(kubeconfig, names).get(match["instance"]) in clusters
+        except (RuntimeError, subprocess.TimeoutExpired):  # a request to a pod going away failed
+            answered = False
+        in_a_row = in_a_row + 1 if answered else 0
 
 
 # --- memory ---------------------------------------------------------------------------------

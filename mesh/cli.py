@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -105,17 +104,18 @@ def traffic_table(report: v.Report, results: Sequence[v.Result]) -> str:
     verdicts = {(r.cluster, r.item): r for r in results}
     rows = []
     for row in report.traffic:
-        if row.exec_error:
+        if row.exec_error and not row.requests:
             rows.append([row.source, "-", "-", "-", "-", "-", "FAIL", row.exec_error])
             continue
-        for target in sorted(set(row.replies) | set(row.missing), key=lambda t: (t == v.UNKNOWN, t)):
-            replies = row.replies.get(target, [])
+        for target in row.targets():
             verdict = verdicts[(row.source, v.pair_item(target))]
-            versions = ", ".join(f"{x} x{n}" for x, n in sorted(Counter(r.version for r in replies).items()))
             latency = [row.latency_ms(target, share) for share in (0.5, 0.99)]
             shown = ["-" if ms is None else f"{ms:.1f}" for ms in latency]
             detail = verdict.detail if verdict.failed else ""
-            rows.append([row.source, target, len(replies), versions or "-", *shown, _SHOWN[verdict.status], detail])
+            answers = len(row.replies.get(target, []))
+            rows.append(
+                [row.source, target, answers, row.versions_text(target) or "-", *shown, _SHOWN[verdict.status], detail]
+            )
         verdict = verdicts[(row.source, v.SOURCE_ITEM)]
         rows.append([row.source, "(failed)", len(row.errors), "-", "-", "-", _SHOWN[verdict.status], verdict.detail])
     return table(["FROM", "TO", "ANSWERS", "VERSIONS", "P50 ms", "P99 ms", "RESULT", "DETAIL"], rows, right=(2, 4, 5))

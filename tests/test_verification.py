@@ -10,6 +10,10 @@ import base64
 import copy
 import itertools
 import json
+import socket
+import ssl
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -396,6 +400,46 @@ def test_a_remote_server_this_machine_cannot_reach_is_a_note_not_a_failure(east_
                                   "istiod reaches it")  # fmt: skip
 
 
+def test_a_remote_server_that_answers_with_another_ca_fails_naming_it(east_west, tmp_path):
+    """A server that answers, with a certificate the secret's CA did not sign (a stale
+    certificate-authority-data): not a private endpoint, a wrong secret."""
+    server_cert, server_key = make_ca("the real API server")
+    (tmp_path / "cert.pem").write_text(_pem(server_cert))
+    (tmp_path / "key.pem").write_bytes(server_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve():  # complete (or fail) each handshake, answer nothing
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                context.wrap_socket(connection, server_side=True).close()
+            except (OSError, ssl.SSLError):
+                connection.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        east_west["clusters"][1]["apiServerUrl"] = f"https://127.0.0.1:{port}"
+        mesh = config.parse(east_west)
+        east, west = mesh.clusters
+        stale_ca = base64.b64encode(_pem(make_ca("an old CA")[0]).encode()).decode()
+        secret = remote_secret(west)
+        kubeconfig = remote_kubeconfig(west.cluster_name, west.api_server_url, stale_ca, "token")
+        secret.data = {west.cluster_name: base64.b64encode(kubeconfig.encode()).decode()}
+        result = v.check_remote_secret(SecretsOf(secret), east, west, request_timeout=3)
+    finally:
+        listener.close()
+    assert result.failed, result
+    assert result.detail.startswith(f"https://127.0.0.1:{port} answers, but not to this kubeconfig ("), result.detail
+    assert "its certificate-authority-data or server is not west's" in result.detail, result.detail
+
+
 # --- control plane (a stand-in for the custom-objects API) ---------------------------------
 
 
@@ -578,15 +622,60 @@ def test_failed_requests_fail_the_source_naming_how_many_and_the_first(mesh):
     )
 
 
-def test_an_answer_from_a_pod_no_cluster_has_reads_the_pods_again_then_says_so(mesh):
+def test_an_answer_from_a_pod_no_cluster_has_reads_the_pods_again_then_fails_naming_it(mesh):
     stranger = "Hello version: v1, instance: helloworld-v1-gone\n"
     pods = Pods()
     report, results, _ = traffic(
         mesh, {"east": [HELLO_V1, HELLO_V2, stranger], "west": [HELLO_V2, HELLO_V1]}, pods=pods
     )
-    assert pods.reads >= 2
-    assert results[("east", f"sleep -> helloworld of {v.UNKNOWN}")].status == v.PASS
+    assert pods.reads == 1 + 3  # the first read, then once for each answer of the unknown pod
+    stray = results[("east", f"sleep -> helloworld of {v.UNKNOWN}")]
+    assert stray.failed and stray.detail == (
+        "3 answers from pods no cluster of the mesh runs (helloworld-v1-gone): a stale endpoint, "
+        "or a cluster outside this stack"
+    )
     assert report.to_dict()["traffic"]["sources"]["east"]["answeredBy"][v.UNKNOWN]["answers"] == 3
+
+
+def test_a_pod_read_once_stays_known_when_a_later_read_no_longer_lists_it(mesh):
+    """A rollout: the answering pod is deleted (its endpoint still draining) while a new one is
+    made; an answer from the new pod re-reads the pods, and the old one's answers still count for
+    its cluster."""
+    new_pod = "Hello version: v1, instance: helloworld-v1-new\n"
+    pods = Pods()
+
+    def rollout():
+        pods.reads += 1
+        return {"helloworld-v1-new": "east", "helloworld-v2-54df5f84b-9hxgw": "west"} if pods.reads > 1 else PODS
+
+    _, results, _ = traffic(mesh, {"east": [HELLO_V1, new_pod, HELLO_V1, HELLO_V2], "west": [HELLO_V2, HELLO_V1]}, pods=rollout)  # fmt: skip
+    assert results[("east", "sleep -> helloworld of east")].detail.startswith("v1 x"), results
+    assert ("east", f"sleep -> helloworld of {v.UNKNOWN}") not in results
+
+
+def test_an_exec_that_fails_mid_run_counts_as_a_failed_request_and_three_in_a_row_stop(mesh):
+    lost = v.ExecError("exec into sample/sleep failed: connection reset")
+    _, results, exec_ = traffic(mesh, {"east": [HELLO_V1, HELLO_V2, lost], "west": [HELLO_V2, HELLO_V1]}, requests=9)
+    assert exec_.calls["east"] == 9
+    assert results[("east", "sleep -> helloworld")].detail == f"9 requests, 3 failed, first {str(lost)!r}"
+    assert results[("east", "sleep -> helloworld of west")].status == v.PASS
+    _, results, exec_ = traffic(mesh, {"east": [HELLO_V1, lost, lost, lost], "west": [HELLO_V2, HELLO_V1]})
+    assert exec_.calls["east"] == 4
+    assert results[("east", "sleep -> helloworld")].detail == (
+        f"3 requests, 2 failed, first {str(lost)!r}; then stopped: {lost}"
+    )
+
+
+def test_curls_message_after_the_timing_line_is_kept():
+    # stdout's trailer first, then stderr's message: the exec stream joins them as they arrive.
+    assert v.parse_response("\n000 0.003\n" + CURL_REFUSED) == v.Reply(error=CURL_REFUSED.strip())
+
+
+def test_sending_more_stops_at_the_deadline(mesh):
+    """--timeout bounds the extra requests a source sends while a cluster has not answered it."""
+    exec_ = ScriptedExec({"east": [HELLO_V1], "west": [HELLO_V2, HELLO_V1]})
+    rows = v.measure_traffic(mesh, exec_, Pods(), 10, lambda line: None, deadline=time.monotonic() - 1)
+    assert exec_.calls["east"] == 10 and rows[0].missing == ("west",)
 
 
 def test_a_sleep_that_cannot_be_reached_stops_at_the_first_try(mesh):

@@ -32,16 +32,23 @@ SNAPSHOT=${MESH_UPSTREAM_DIR:-$HERE/../../shared/upstream}/sail-operator/sail-op
 
 get_source() {
   rm -rf "$OUT" && mkdir -p "$OUT"
-  local why='' out=''
-  if command -v git >/dev/null \
-    && git -C "$OUT" init -q \
-    && out=$(timeout 300 git -C "$OUT" -c http.lowSpeedLimit=1000 -c http.lowSpeedTime=20 \
-      fetch -q --depth 1 "$HOME_URL" "$SAIL_OPERATOR_COMMIT" 2>&1) \
-    && git -C "$OUT" checkout -q FETCH_HEAD; then
+  local why='' out='' rc=0
+  if ! command -v git >/dev/null; then
+    why="git not found"
+  elif ! git -C "$OUT" init -q; then
+    why="git init failed"
+  elif ! out=$(timeout 300 git -C "$OUT" -c http.lowSpeedLimit=1000 -c http.lowSpeedTime=20 \
+    fetch -q --depth 1 "$HOME_URL" "$SAIL_OPERATOR_COMMIT" 2>&1); then
+    rc=$?
+    why="git fetch of the commit failed (exit $rc${out:+: $out})"
+    ((rc == 124)) && why="git fetch of the commit took more than 300 s"
+  elif ! out=$(git -C "$OUT" checkout -q FETCH_HEAD 2>&1); then
+    why="git checkout of the fetched commit failed: $out"
+  fi
+  if [[ -z $why ]]; then
     rm -rf "$OUT/.git"
     how="from its public home ($HOME_URL, commit $SAIL_OPERATOR_COMMIT)"
   else
-    why=${out:-git not found}
     why=${why//$'\n'/ }
     rm -rf "$OUT" && mkdir -p "$OUT"
     if [ ! -f "$SNAPSHOT" ]; then
@@ -49,7 +56,7 @@ get_source() {
       exit 1
     fi
     tar -xzf "$SNAPSHOT" -C "$OUT" --strip-components=1
-    how="from the snapshot of commit $SHORT beside the checkout ($(host_of "$HOME_URL") unreachable: ${why:0:160})"
+    how="from the snapshot of commit $SHORT beside the checkout (its public home failed: ${why:0:200})"
   fi
   [ -d "$OUT/chart/crds" ] || { echo "sail-operator.sh: $OUT has no chart/crds" >&2; exit 1; }
   write_origin "$OUT" "$how"
@@ -61,10 +68,16 @@ build_manager() {
   local stage=$HOME_DIR/build started=$SECONDS replaced=() pin module
   export GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build GOTOOLCHAIN=local GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
   rm -rf "$stage" && cp -r "$OUT" "$stage"
+  local out
   for pin in ${SAIL_OPERATOR_REPLACES//,/ }; do
     module=${pin%@*}
     # Its pin, from go.mod as written (resolving the graph would fetch the refused ones).
-    if ! (cd "$stage" && go mod download "$module@$(awk -v m="$module" '$1 == m { print $2; exit }' go.mod)") >/dev/null 2>&1; then
+    if ! out=$(cd "$stage" && go mod download "$module@$(awk -v m="$module" '$1 == m { print $2; exit }' go.mod)" 2>&1); then
+      # Only a refusal is replaced; a network failure must not be built (and cached) as one.
+      if [[ $out != *403* && $out != *410* && $out != *"not available"* ]]; then
+        echo "sail-operator.sh: go mod download of $module failed: $out" >&2
+        exit 1
+      fi
       (cd "$stage" && go mod edit -replace "$module=$pin")
       replaced+=("$pin")
     fi
@@ -78,6 +91,7 @@ build_manager() {
     built="built from its source with Go modules (its own pins)"
   fi
   echo "$built" >"$HOME_DIR/bin/.origin"
+  echo "$SAIL_OPERATOR_REPLACES" >"$HOME_DIR/bin/.replaces"
   echo "sail-operator.sh: built in $((SECONDS - started)) s" >&2
 }
 
@@ -91,7 +105,8 @@ else
   report "Sail operator source $SHORT" "$how"
 fi
 if [[ ${1:-} != --source-only ]]; then
-  if [ -x "$HOME_DIR/bin/sail-operator" ] && [ -f "$HOME_DIR/bin/.origin" ]; then
+  # Built with the same replaces (versions.env may name other neighbours later): reused.
+  if [ -x "$HOME_DIR/bin/sail-operator" ] && [[ "$(cat "$HOME_DIR/bin/.replaces" 2>/dev/null)" == "$SAIL_OPERATOR_REPLACES" ]]; then
     report "Sail operator $SHORT" "$(cat "$HOME_DIR/bin/.origin") (cached)"
   else
     need_go "the Sail operator $SHORT"

@@ -6,6 +6,7 @@ import base64
 from typing import Optional
 
 import kubernetes
+import urllib3
 import yaml
 from kubernetes.client.exceptions import ApiException
 
@@ -59,6 +60,15 @@ class NotFromHere(Exception):
     private endpoints only the other clusters reach. What istiod itself reports decides."""
 
 
+def _no_connection(error: Exception) -> bool:
+    """No TCP connection at all (refused, timed out, name unknown): nothing of the secret was tried."""
+    reason = getattr(error, "reason", None) if isinstance(error, urllib3.exceptions.MaxRetryError) else error
+    return isinstance(
+        reason,
+        (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError, ConnectionRefusedError),
+    )
+
+
 def remote_access_problems(api: kubernetes.client.ApiClient, source: ClusterConfig) -> list[str]:
     """The kubeconfig's identity works on `source` (and nowhere else) and has every right of
     Istio's reader role. Raises NotFromHere when the server does not answer this machine."""
@@ -71,7 +81,11 @@ def remote_access_problems(api: kubernetes.client.ApiClient, source: ClusterConf
             return [f"{source.name} rejects its token (revoked or rotated away): {fix}"]
         return [f"reading namespace {ISTIO_NAMESPACE} on {source.name} failed ({api_error(error)}): {fix}"]
     except Exception as error:  # noqa: BLE001 - network errors vary by transport
-        raise NotFromHere(api_error(error)) from error
+        if _no_connection(error):
+            raise NotFromHere(api_error(error)) from error
+        # It answered, and the TLS handshake or the exchange failed: the secret's CA or server is wrong.
+        return [f"{source.api_server_url} answers, but not to this kubeconfig ({api_error(error)}): its "
+                f"certificate-authority-data or server is not {source.name}'s; {fix}"]  # fmt: skip
     network = (namespace.metadata.labels or {}).get(NETWORK_LABEL)
     if network != source.network:
         return [

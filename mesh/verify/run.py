@@ -223,9 +223,24 @@ def verify(
             results.append(Result(TRAFFIC, "-", "-", SKIP, "not measured: " + ", ".join(down) + " unreachable"))
         else:
             cores = {c.name: core(apis[c.name]) for c in mesh.clusters}
-            rows = measure_traffic(mesh, exec_, lambda: helloworld_pods(cores), settings.requests, progress)
-            for row in rows:
-                if row.exec_error and row.source in nodeless:
-                    row.exec_error = f"{row.exec_error}; {NO_NODE}"
-            results += [r for row in rows for r in traffic_results(row, settings.tolerate)]
+            try:
+                known = helloworld_pods(cores)
+            except Exception as error:  # noqa: BLE001 - whatever the API says, the report goes on
+                results.append(
+                    Result(TRAFFIC, "-", "helloworld pods", FAIL, f"listing them failed: {api_error(error)}")
+                )
+            else:
+
+                def instances() -> dict[str, str]:
+                    try:  # a re-read that fails keeps what is known; the answer's pod stays unknown
+                        known.update(helloworld_pods(cores))
+                    except Exception:  # noqa: BLE001
+                        pass
+                    return known
+
+                rows = measure_traffic(mesh, exec_, instances, settings.requests, progress, deadline)
+                for row in rows:
+                    if row.exec_error and row.source in nodeless:
+                        row.exec_error = f"{row.exec_error}; {NO_NODE}"
+                results += [r for row in rows for r in traffic_results(row, settings.tolerate)]
     return Report(results, rows, settings.requests, expected_versions(mesh))

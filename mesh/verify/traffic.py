@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional
@@ -83,6 +84,7 @@ class PodExec:
                 _request_timeout=self.request_timeout,
             )
         except (ApiException, WebSocketException, OSError, urllib3.exceptions.HTTPError) as error:
+            self._pods.pop(cluster_name, None)  # the pod may be gone: look for a Ready one next time
             raise ExecError(f"exec into {samples.NAMESPACE}/{SLEEP} failed: {api_error(error)}") from error
 
 
@@ -100,7 +102,8 @@ def parse_response(output: str) -> Reply:
     trailer = None
     for trailer in _TRAILER.finditer(output):
         pass
-    body = output[: trailer.start()] if trailer else output
+    # The exec stream joins stdout and stderr as they arrive: curl's message may follow the trailer.
+    body = output[: trailer.start()] + output[trailer.end() :] if trailer else output
     code = trailer["code"] if trailer else None
     match = _HELLO.search(body)
     if match and code in (None, "200"):
@@ -140,6 +143,14 @@ class TrafficRow:
     @property
     def versions(self) -> Counter:
         return Counter(r.version for replies in self.replies.values() for r in replies)
+
+    def targets(self) -> list[str]:
+        """The clusters this source heard from or should have, pods of no cluster last."""
+        return sorted(set(self.replies) | set(self.missing), key=lambda t: (t == UNKNOWN, t))
+
+    def versions_text(self, cluster: str) -> str:
+        counts = Counter(r.version for r in self.replies.get(cluster, []))
+        return ", ".join(f"{v} x{n}" for v, n in sorted(counts.items()))
 
     def latency_ms(self, cluster: str, share: float) -> Optional[float]:
         seconds = [r.seconds for r in self.replies.get(cluster, []) if r.seconds is not None]
@@ -184,27 +195,42 @@ def helloworld_pods(cores: Mapping[str, object]) -> dict[str, str]:
 
 
 def measure_traffic(
-    mesh: MeshConfig, exec_: Exec, instances: Instances, requests: int, progress: Callable[[str], None]
+    mesh: MeshConfig,
+    exec_: Exec,
+    instances: Instances,
+    requests: int,
+    progress: Callable[[str], None],
+    deadline: Optional[float] = None,
 ) -> list[TrafficRow]:
+    """From each cluster's sleep: `requests`, then more (up to MORE times, until `deadline`, a
+    time.monotonic() value) while a cluster has not answered. An exec that fails after the first
+    request counts as a failed request (three in a row end the source)."""
     targets = [c.name for c in mesh.clusters]  # every cluster runs a helloworld version
     where = dict(instances())
     rows = []
     for cluster in mesh.clusters:
         progress(f"traffic: {requests} requests or more from {cluster.name}'s {SLEEP} to {HELLOWORLD_URL}")
-        row = TrafficRow(cluster.name)
+        row, exec_failures = TrafficRow(cluster.name), 0
         while row.requests < requests or (
-            row.requests < MORE * requests and any(t not in row.replies for t in targets)
+            row.requests < MORE * requests
+            and any(t not in row.replies for t in targets)
+            and (deadline is None or time.monotonic() < deadline)
         ):
             try:
                 reply = parse_response(exec_(cluster.name))
             except ExecError as failure:
-                row.exec_error = str(failure)
-                break
+                exec_failures += 1
+                if not row.requests or exec_failures == 3:
+                    row.exec_error = str(failure)
+                    break
+                row.errors.append(str(failure))
+                continue
+            exec_failures = 0
             if reply.error:
                 row.errors.append(reply.error)
                 continue
-            if reply.instance not in where:  # a pod made since: read the pods again
-                where = dict(instances())
+            if reply.instance not in where:  # a pod made since: read the pods again, keeping the known
+                where.update(instances())
             row.replies.setdefault(where.get(reply.instance, UNKNOWN), []).append(reply)
         row.missing = tuple(t for t in targets if t not in row.replies)
         rows.append(row)
@@ -223,14 +249,19 @@ SOURCE_ITEM = f"{SLEEP} -> helloworld"
 
 
 def traffic_results(row: TrafficRow, tolerate: int = 0) -> list[Result]:
-    """One result per cluster the source should reach (answered at least once) and one for the
-    source: failed requests beyond `tolerate` fail it, naming how many and the first error."""
-    if row.exec_error:
+    """One result per cluster the source should reach (answered at least once), one for answers
+    from pods of no cluster of the mesh (a stale endpoint, a cluster outside the stack), and one
+    for the source: failed requests beyond `tolerate` fail it, naming how many and the first."""
+    if row.exec_error and not row.requests:
         return [Result(TRAFFIC, row.source, SOURCE_ITEM, FAIL, row.exec_error)]
     results = []
-    for target in sorted(set(row.replies) | set(row.missing), key=lambda t: (t == UNKNOWN, t)):
+    for target in row.targets():
         replies = row.replies.get(target, [])
-        if not replies:
+        if target == UNKNOWN:
+            pods = ", ".join(sorted({r.instance for r in replies}))
+            problems = [f"{len(replies)} answers from pods no cluster of the mesh runs ({pods}): a stale endpoint, "
+                        "or a cluster outside this stack"]  # fmt: skip
+        elif not replies:
             hint = (
                 f"traffic from {row.source} does not reach {target}: look at the gateway, remote-secret and "
                 "cacerts checks above"
@@ -240,15 +271,18 @@ def traffic_results(row: TrafficRow, tolerate: int = 0) -> list[Result]:
             problems = [f"no answer in {row.requests} requests: {hint}"]
         else:
             problems = []
-        versions = ", ".join(f"{v} x{n}" for v, n in sorted(Counter(r.version for r in replies).items()))
         latency = f"p50 {_ms(row.latency_ms(target, 0.5))}, p99 {_ms(row.latency_ms(target, 0.99))}"
-        results.append(_result(TRAFFIC, row.source, pair_item(target), problems, f"{versions}; {latency}"))
+        results.append(
+            _result(TRAFFIC, row.source, pair_item(target), problems, f"{row.versions_text(target)}; {latency}")
+        )
     failed = len(row.errors)
     summary = f"{row.requests} requests, {failed} failed"
     if failed:
         error, count = Counter(row.errors).most_common(1)[0]
         summary += f", first {row.errors[0]!r}" + (f", most often {count}x {error!r}" if error != row.errors[0] else "")
-    problems = [summary] if failed > tolerate else []
+    problems = [summary] if failed > tolerate or row.exec_error else []
+    if row.exec_error:
+        problems.append(f"then stopped: {row.exec_error}")
     if failed and not problems:
         summary += f" (tolerated: --tolerate {tolerate})"
     results.append(_result(TRAFFIC, row.source, SOURCE_ITEM, problems, summary))

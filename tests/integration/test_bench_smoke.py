@@ -38,4 +38,5 @@ def test_the_benchmark_runs_at_its_smallest_size_with_a_floor_beside_each_time()
         ("requests/s of one sleep in its own cluster, 2 clusters", "req/s"),
     ):
         assert re.search(rf"[\d,]+ {re.escape(unit)} +[\d,]+ {re.escape(unit)} +\d+\.\d\dx", rows[what]), rows[what]
-        assert "failed" not in rows[what], rows[what]
+        if unit == "req/s":  # every request of the load answered 200 (the note counts any that did not)
+            assert "failed" not in rows[what], rows[what]
