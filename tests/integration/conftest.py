@@ -188,7 +188,12 @@ def step6(mesh: DeployedMesh, cluster: str, times: int = 10) -> list[str]:
     )
     done = subprocess.run(
         ["bash", "-c", script],
-        env={"PATH": f"{VENV / 'bin'}:/usr/bin:/bin", "KUBECONFIG": str(mesh.lab.kubeconfig_path)},
+        # HOME: kubectl keeps its discovery cache there (without one, in the working directory).
+        env={
+            "PATH": f"{VENV / 'bin'}:/usr/bin:/bin",
+            "KUBECONFIG": str(mesh.lab.kubeconfig_path),
+            "HOME": str(mesh.lab.dir),
+        },  # fmt: skip
         capture_output=True,
         text=True,
         timeout=300,
