@@ -34,7 +34,7 @@ from lab.network.namespaces import remove_netns
 from lab.nodes.pod_state import pod_dirs, read_state
 from lab.stack import mesh_config
 
-from . import floor, projects
+from . import floor, processes, projects
 from .report import Row
 from .stack_objects import manifests_by_cluster
 from .up import cluster_names
@@ -144,69 +144,23 @@ def wait_until_only(kubeconfig: pathlib.Path, source: str, clusters: set[str], n
 # --- memory ---------------------------------------------------------------------------------
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            try:
-                found += [int(p) for p in pathlib.Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
-            except OSError:
-                continue
-    except OSError:
-        pass
-    return found
-
-
-def descendants(pid: int) -> list[int]:
-    stack, found = [pid], []
-    while stack:
-        current = stack.pop()
-        found.append(current)
-        stack += _children(current)
-    return found
-
-
-def _status_kib(pid: int, file: str, key: str) -> int:
-    try:
-        for line in pathlib.Path(f"/proc/{pid}/{file}").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def rss_mib(pids: Sequence[int]) -> float:
-    return sum(_status_kib(p, "status", "VmRSS") for p in pids) / 1024
-
-
-def pss_mib(pids: Sequence[int]) -> float:
-    return sum(_status_kib(p, "smaps_rollup", "Pss") for p in pids) / 1024
-
-
 def whole_lab_mib() -> tuple[float, dict[str, float]]:
     """Every process this benchmark started (the lab it runs is its only child tree now), PSS;
     and by program."""
     by_program: dict[str, float] = {}
-    for pid in descendants(os.getpid()):
-        if pid != os.getpid():
-            try:
-                argv = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
+    for pid in processes.descendants(os.getpid()):
+        argv = processes.cmdline(pid)
+        if pid != os.getpid() and argv:  # an empty one: gone meanwhile
             name = _program(argv)
-            by_program[name] = by_program.get(name, 0.0) + pss_mib([pid])
+            by_program[name] = by_program.get(name, 0.0) + processes.pss_mib(pid)
     return sum(by_program.values()), by_program
 
 
-def _program(argv: Sequence[bytes]) -> str:
+def _program(argv: Sequence[str]) -> str:
     """What a lab process is: its program's name, a Python module's name for `python -m`."""
-    parts = [a.decode(errors="replace") for a in argv if a]
-    if not parts:
-        return "?"
-    if "python" in os.path.basename(parts[0]) and "-m" in parts[:-1]:
-        return parts[parts.index("-m") + 1]
-    return os.path.basename(parts[0])
+    if "python" in os.path.basename(argv[0]) and "-m" in argv[:-1]:
+        return argv[argv.index("-m") + 1]
+    return os.path.basename(argv[0])
 
 
 def sidecar_mib(lab_dir: pathlib.Path, cluster: str) -> float:
@@ -216,7 +170,7 @@ def sidecar_mib(lab_dir: pathlib.Path, cluster: str) -> float:
         if state.get("cluster") == cluster and state.get("namespace") == SAMPLE and state.get("app") == "sleep":
             proxy = (state.get("containers") or {}).get("istio-proxy") or {}
             if proxy.get("pid"):
-                return rss_mib(descendants(proxy["pid"]))
+                return sum(processes.rss_mib(pid) for pid in processes.descendants(proxy["pid"]))
     raise RuntimeError(f"no running istio-proxy container of {cluster}'s sleep pod in {lab_dir}")
 
 
@@ -260,7 +214,7 @@ def envoy_alone_mib(workdir: pathlib.Path, settle: float = 3.0) -> float:
                 raise RuntimeError(f"Envoy alone did not start: {process.stderr.read().decode()[-1000:]}")
             time.sleep(0.1)
         time.sleep(settle)
-        return rss_mib([process.pid])
+        return processes.rss_mib(process.pid)
     finally:
         process.kill()
         process.wait()

@@ -42,18 +42,38 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _rss_mib(pid: int) -> float:
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it."""
+    stack, found = [pid], []
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        stack += _children(current)
+    return found
+
+
+def _proc_kib(pid: int, file: str, key: str) -> int:
+    """A `key:` line's figure (kB) from /proc/<pid>/<file>; 0 for a process gone meanwhile."""
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+        with open(f"/proc/{pid}/{file}", encoding="ascii") as handle:
             for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
     except OSError:
         pass
-    return 0.0
+    return 0
 
 
-def _cmdline(pid: int) -> list[str]:
+def rss_mib(pid: int) -> float:
+    return _proc_kib(pid, "status", "VmRSS") / 1024
+
+
+def pss_mib(pid: int) -> float:
+    """Proportional set size: pages shared by several processes (a binary they all run) counted once."""
+    return _proc_kib(pid, "smaps_rollup", "Pss") / 1024
+
+
+def cmdline(pid: int) -> list[str]:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
             return [part.decode(errors="replace") for part in handle.read().split(b"\0") if part]
@@ -73,11 +93,9 @@ class Peaks:
 
     def sample(self, root: int) -> None:
         sums: dict[str, float] = defaultdict(float)
-        stack, whole = [root], 0.0
-        while stack:
-            pid = stack.pop()
-            stack.extend(_children(pid))
-            rss, argv = _rss_mib(pid), _cmdline(pid)
+        whole = 0.0
+        for pid in descendants(root):
+            rss, argv = rss_mib(pid), cmdline(pid)
             if not argv:  # gone between listing and reading
                 continue
             name = role(argv)
