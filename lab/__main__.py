@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument(
         "--no-standin",
         action="store_true",
-        help="run no stand-ins: no operator (no Istio status), no nodes or network (no pods), no load balancers",
+        help="run no nodes, network or load balancers (no pods) and no Sail operator (no Istio status)",
     )
     up.add_argument(
         "--no-cert-manager", action="store_true", help="run no cert-manager controller and install none of its CRDs"

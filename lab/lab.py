@@ -37,6 +37,8 @@ from .toolchain import (
     istio_binaries,
     kubelet_api_binaries,
     kubernetes_binaries,
+    sail_operator_binary,
+    SAIL_OPERATOR,
 )
 from .vault.client import VaultHandle
 
@@ -87,6 +89,8 @@ class Lab:
         if not self.names or len(set(self.names)) != len(self.names) or not all(_NAME.fullmatch(n) for n in self.names):
             raise ValueError(f"cluster names must be unique lowercase DNS labels: {self.names}")
         self.crds_dir = Path(crds_dir) if crds_dir else crds.default_dir()
+        # The nodes, their network, the load balancers and the Sail operator (one per cluster):
+        # without them the clusters run no pods and nothing reports on Istio resources.
         self.standin = standin
         # One cert-manager controller per cluster (the real one: toolchain/cert-manager.sh), its
         # CRDs installed with the others.
@@ -95,7 +99,6 @@ class Lab:
         # cluster of a mesh. `lab.vault` is its handle.
         self.vault_standin = vault
         self._planes: dict[str, ControlPlane] = {}
-        self._standin_pid: int | None = None
         # The data plane (with the stand-ins): each cluster's node (lab/nodes/node.py) on the lab's
         # network (lab/network/namespaces.py), and its load balancers (lab/network/loadbalancer.py).
         self.network: LabNetwork | None = None
@@ -161,7 +164,7 @@ class Lab:
             self._down_existing()
         bins = self._binaries()
         if self.standin:
-            istio_binaries()  # built now, not by the stand-ins in the background
+            istio_binaries()  # built now, not by the node in the background
         crd_docs = crds.load(self.crds_dir)
         if self.cert_manager:
             crd_docs += crds.load(cert_manager_crds())
@@ -173,7 +176,7 @@ class Lab:
         try:
             taken: set[int] = set()
             for name in self.names:
-                plane = ControlPlane(name, self.dir / name, cert_manager=self.cert_manager)
+                plane = ControlPlane(name, self.dir / name, cert_manager=self.cert_manager, sail_operator=self.standin)
                 plane.prepare(taken)
                 if self.standin:
                     plane.ports["kubelet"] = procs.free_port(taken)
@@ -192,7 +195,7 @@ class Lab:
                 self._save()
             list(pool.map(lambda p: self._bring_up(p, bins, crd_docs), self._planes.values()))
             if self.standin:
-                self._start_standin()
+                self._start_data_plane()
             if self.vault_standin:
                 self._wait_vault()
         except BaseException:
@@ -237,23 +240,35 @@ class Lab:
         crds.wait_usable(client, crds.installed(client))
         if plane.cert_manager and not running[CERT_MANAGER_CONTROLLER]:
             plane.start_cert_manager(bins, self._save)
+        if plane.sail_operator and not running[SAIL_OPERATOR]:
+            plane.start_sail_operator(bins, self._save)
         plane.wait_controller_manager()
         if plane.cert_manager:
             plane.wait_cert_manager()
+        if plane.sail_operator:
+            plane.wait_sail_operator()
 
-    def stop_standin(self) -> None:
-        """Stop the operator and load-balancer stand-ins: statuses and load-balancer addresses stay
-        as they are, so a test can take them away without a stand-in putting them back a second
-        later. The nodes and their pods (istiod among them) keep running, and the network keeps
-        forwarding each load balancer's address as it was."""
-        procs.stop([p for p in (self._standin_pid, self._lb_pid) if p], str(self.dir))
-        self._standin_pid = self._lb_pid = None
+    def stop_operators(self) -> None:
+        """Stop every cluster's Sail operator and the load-balancer stand-in: statuses and
+        load-balancer addresses stay as they are, so a test can take them away without the
+        operator putting them back a second later. The nodes and their pods (istiod among them)
+        keep running, and the network keeps forwarding each load balancer's address as it was."""
+        for plane in self._planes.values():
+            plane.stop((SAIL_OPERATOR,))
+        procs.stop([self._lb_pid] if self._lb_pid else [], str(self.dir))
+        self._lb_pid = None
         self._save()
 
-    def start_standin(self) -> None:
-        """Start the stand-ins again (they fill in what is missing within a second)."""
-        if not procs.alive(self._standin_pid, str(self.dir)):
-            self._start_standin()
+    def start_operators(self) -> None:
+        """Start them again (the operators reconcile every resource as they start)."""
+        bins = self._binaries()
+        for plane in self._planes.values():
+            if plane.sail_operator and not plane.running()[SAIL_OPERATOR]:
+                plane.start_sail_operator(bins, self._save)
+        for plane in self._planes.values():
+            if plane.sail_operator:
+                plane.wait_sail_operator()
+        self._start_data_plane()
 
     def istiods(self) -> dict[str, dict]:
         """Each cluster's istiod pod as its node runs it (`<cluster>/pods/istio-system.<pod>/pod.json`),
@@ -292,7 +307,6 @@ class Lab:
         istiods = self.istiods()
         for name, cluster in clusters.items():
             cluster["istiod"] = istiods.get(name, {})
-        standin = procs.alive(self._standin_pid, str(self.dir)) if self.standin else "disabled"
         node = procs.alive(self._node_pid, str(self.dir)) if self.standin else "disabled"
         balancers = procs.alive(self._lb_pid, str(self.dir)) if self.standin else "disabled"
         vault: dict | str = "disabled"
@@ -308,7 +322,6 @@ class Lab:
             "dir": str(self.dir),
             "kubeconfig": str(self.kubeconfig_path),
             "clusters": clusters,
-            "operator_standin": standin,
             "node": node,
             "load_balancers": balancers,
             "network": self.network.to_json() if self.network else None,
@@ -328,6 +341,7 @@ class Lab:
             **kubernetes_binaries(),
             **(cert_manager_binaries() if self.cert_manager else {}),
             **(kubelet_api_binaries() if self.standin else {}),
+            **({SAIL_OPERATOR: sail_operator_binary()} if self.standin else {}),
         }
 
     def _bring_up(self, plane: ControlPlane, bins: dict[str, str], crd_docs: list[dict]) -> None:
@@ -338,11 +352,15 @@ class Lab:
         # After the CRDs: started before them, its informers would back off retrying their lists.
         if plane.cert_manager:
             plane.start_cert_manager(bins, self._save)
+        if plane.sail_operator:
+            plane.start_sail_operator(bins, self._save)
         if KUBELET_API in plane.components:
             plane.start_kubelet_api(bins, self._save)
         plane.wait_controller_manager()
         if plane.cert_manager:
             plane.wait_cert_manager()
+        if plane.sail_operator:
+            plane.wait_sail_operator()
 
     def _start_module(self, module: str, log: str, *args: str) -> int:
         """`python -m lab.<module>` for this lab, its output in `<dir>/<log>`."""
@@ -370,9 +388,7 @@ class Lab:
                 raise RuntimeError(f"the Vault stand-in did not answer on port {self._vault_port}:\n{tail}")
             time.sleep(0.1)
 
-    def _start_standin(self) -> None:
-        self._standin_pid = self._start_module("operator.sail", "operator-standin.log")
-        self._save()
+    def _start_data_plane(self) -> None:
         if not procs.alive(self._node_pid, str(self.dir)):
             self._node_pid = self._start_module("nodes.node", "node.log")
             self._save()
@@ -385,8 +401,8 @@ class Lab:
         # Clients first, etcd last, so nothing logs a flood of connection errors. The pods'
         # processes go with the lab's network namespaces (every process in them is killed).
         try:
-            procs.stop([p for p in (self._standin_pid, self._node_pid, self._lb_pid, self._vault_pid) if p], marker)
-            self._standin_pid = self._node_pid = self._lb_pid = self._vault_pid = None
+            procs.stop([p for p in (self._node_pid, self._lb_pid, self._vault_pid) if p], marker)
+            self._node_pid = self._lb_pid = self._vault_pid = None
         finally:
             # Whatever failed, the lab's namespaces, routes and mount must not outlive it.
             if self.network is not None:
@@ -416,7 +432,6 @@ class Lab:
         self.names = list(self._planes) or self.names
         self.standin = state.get("standin", True)
         self.cert_manager = state.get("cert_manager", False)
-        self._standin_pid = state.get("standin_pid")
         self._node_pid = state.get("node_pid")
         self._lb_pid = state.get("loadbalancer_pid")
         self.network = LabNetwork.from_json(state["network"]) if state.get("network") else None
@@ -430,7 +445,6 @@ class Lab:
                 "kubeconfig": str(self.kubeconfig_path),
                 "standin": self.standin,
                 "cert_manager": self.cert_manager,
-                "standin_pid": self._standin_pid,
                 "node_pid": self._node_pid,
                 "loadbalancer_pid": self._lb_pid,
                 "network": self.network.to_json() if self.network else None,

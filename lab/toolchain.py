@@ -11,9 +11,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 KUBERNETES = ("etcd", "kube-apiserver", "kube-controller-manager")
-ISTIO = ("pilot-discovery", "istioctl", "pilot-agent")
+ISTIO = ("pilot-discovery", "istioctl", "pilot-agent", "install-cni", "istio-cni")
 CERT_MANAGER = ("cert-manager-controller",)
 KUBELET_API = ("lab-kubelet-api",)
+SAIL_OPERATOR = "sail-operator"
 
 
 VERSIONS = REPO / "toolchain" / "versions.env"
@@ -58,7 +59,8 @@ def kubernetes_binaries() -> dict[str, str]:
 
 
 def istio_binaries() -> dict[str, str]:
-    """Istio's pilot-discovery (istiod), istioctl and pilot-agent (toolchain/istio.sh)."""
+    """Istio's pilot-discovery (istiod), istioctl, pilot-agent, install-cni and the istio-cni
+    plugin (toolchain/istio.sh)."""
     return _find("istio.sh", ISTIO)
 
 
@@ -82,6 +84,17 @@ def kubelet_api_binaries() -> dict[str, str]:
     """The lab node's kubelet HTTPS API (exec and logs): our main over virtual-kubelet's node/api
     (toolchain/kubelet-api.sh)."""
     return _find("kubelet-api.sh", KUBELET_API)
+
+
+def sail_operator_binary() -> str:
+    """The Sail operator's manager (toolchain/sail-operator.sh builds it beside its source:
+    `<source>/../bin/sail-operator`); PATH is the fallback."""
+    dirs = _script_dirs("sail-operator.sh")
+    candidates = [str(Path(d).parent / "bin") for d in dirs]
+    found = shutil.which(SAIL_OPERATOR, path=os.pathsep.join(candidates + [os.environ.get("PATH", "")]))
+    if not found:
+        raise RuntimeError(f"not found: {SAIL_OPERATOR}; run toolchain/sail-operator.sh")
+    return found
 
 
 def cert_manager_crds() -> Path:

@@ -35,16 +35,18 @@ def checked_plan() -> MeshPlan:
         check_secrets_are_secret(settings)
         unreachable_servers = {c.name: unreachable(c.admin_server) for c in settings.clusters if c.admin_server}
         warn_about_addresses(settings, unreachable_servers)
-        # One client per reachable cluster, made only where cert-manager has or had a hand in cacerts:
-        # this backend (checked before the stack's outputs are read), or the last one.
-        clients = reachable_clients(settings, unreachable_servers) if cert_manager_involved(settings, {}) else {}
+        reachable = reachable_clients(settings, unreachable_servers)
+        check_istio_version(settings, reachable)
+        # cacerts are read only where cert-manager has or had a hand in them: this backend (checked
+        # before the stack's outputs are read), or the last one.
+        clients = reachable if cert_manager_involved(settings, {}) else {}
         check_prerequisites(settings, clients)
         check_vault_mount(settings)
         warn_about_checkpoints(os.environ.get("PULUMI_SKIP_CHECKPOINTS", ""), pulumi.runtime.is_dry_run())
         now = datetime.datetime.now(datetime.timezone.utc)
         last = own_last_outputs()
         if not clients and cert_manager_involved(settings, last):
-            clients = reachable_clients(settings, unreachable_servers)
+            clients = reachable
         plan = plan_mesh(settings, last, now, live_cacerts(settings, clients))
         warn_about_released_cacerts(plan)
         warn_about_vault_root(settings, now)
@@ -232,6 +234,45 @@ def _live_cacerts(kubernetes: Any, client: Any) -> Any:
         certificate = False
     owners = secret.metadata.owner_references or []
     return LiveCacerts(secret.type, any(o.kind == "Certificate" for o in owners), certificate)
+
+
+def check_istio_version(settings: config.MeshConfig, clients: dict[str, Any]) -> None:
+    """`mesh:istioVersion` against the Sail operator of every cluster this machine reaches: its
+    `Istio` (and, when ours, `IstioCNI`) CRD must exist and list the version in its enum (what the
+    API server would refuse the resource for, on create or on update). Refused before anything is
+    made anywhere; a cluster out of reach was warned about already and cannot be checked."""
+    import json
+
+    import kubernetes
+
+    from .plan import operator_versions
+
+    kinds = ["Istio"] + (["IstioCNI"] if settings.manage_istio_cni else [])
+    found: dict[str, dict[str, Any]] = {}
+    for cluster in settings.clusters:
+        if cluster.name not in clients:
+            continue
+        definitions = kubernetes.client.ApiextensionsV1Api(clients[cluster.name])
+        found[cluster.name] = {}
+        for kind in kinds:
+            name = operator_versions.CRDS[kind]
+            try:
+                # Raw JSON: the Istio CRD's schema is large, and the client's models are slow to build.
+                answer = definitions.read_custom_resource_definition(name, _preload_content=False)
+                found[cluster.name][name] = json.loads(answer.data)
+            except kubernetes.client.exceptions.ApiException as error:
+                if error.status != 404:
+                    raise config.ConfigError(
+                        f"cluster {cluster.name} (context {cluster.context}): reading CRD {name} answered "
+                        f"{error.status} {error.reason}; {operator_versions.VERSION_KEY} is checked against it, so "
+                        "nothing was changed: give the context read access to CustomResourceDefinitions"
+                    ) from None
+                found[cluster.name][name] = None
+    message = operator_versions.refusal(
+        settings.istio_version, operator_versions.version_problems(settings.istio_version, kinds, found)
+    )
+    if message:
+        raise config.ConfigError(message)
 
 
 def check_prerequisites(settings: config.MeshConfig, clients: dict[str, Any]) -> None:

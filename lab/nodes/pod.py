@@ -2,9 +2,10 @@
 (lab/nodes/node.py runs them): its volumes as files under a directory that stands for the containers'
 root, and each container's environment.
 
-Supported: secret, configMap, downwardAPI, emptyDir and projected (serviceAccountToken, configMap,
-secret, downwardAPI) volumes; env values with `$(VAR)` references, fieldRef, resourceFieldRef,
-secretKeyRef and configMapKeyRef. Anything else is refused by name, so a pod that needs more fails
+Supported: secret, configMap, downwardAPI, emptyDir, projected (serviceAccountToken, configMap,
+secret, downwardAPI) and hostPath volumes (the node's folder: lab/nodes/host.py, mounted into the
+container by the node); env values with `$(VAR)` references, fieldRef, resourceFieldRef,
+secretKeyRef and configMapKeyRef, and envFrom ConfigMaps and Secrets. Anything else is refused by name, so a pod that needs more fails
 loudly instead of running half-configured.
 
 Paths: the container's absolute paths (`/etc/cacerts`) become `<root>/etc/cacerts`, and the
@@ -26,6 +27,7 @@ from typing import Any, Mapping, Optional
 
 from . import volume
 from ..clusters.kubeapi import ApiError, KubeClient
+from .host import Mount, NodeHost
 
 # Refresh a service-account token once 80% of its life has passed, as the kubelet does.
 TOKEN_REFRESH_FRACTION = 0.8
@@ -83,7 +85,9 @@ def _object_data(client: KubeClient, kind: str, namespace: str, name: str) -> Op
 
 # Where the ServiceAccount admission plugin mounts the pod's API credentials (`kube-api-access-*`).
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-KINDS = {"secret", "configMap", "emptyDir", "projected", "downwardAPI"}
+KINDS = {"secret", "configMap", "emptyDir", "projected", "downwardAPI", "hostPath"}
+# hostPath types the kubelet checks (others: Socket, CharDevice, BlockDevice, are not done here).
+HOST_PATH_TYPES = {"", "DirectoryOrCreate", "Directory", "FileOrCreate", "File"}
 PROJECTED_SOURCES = {"serviceAccountToken", "configMap", "secret", "downwardAPI"}
 
 
@@ -117,8 +121,10 @@ class Volumes:
 
     `pod` is the Pod object (its metadata and spec; `status.podIP` once known)."""
 
-    def __init__(self, client: KubeClient, pod: PodIdentity, spec: Mapping[str, Any], root: Path):
-        self.client, self.pod, self.root, self.obj = client, pod, root, spec
+    def __init__(
+        self, client: KubeClient, pod: PodIdentity, spec: Mapping[str, Any], root: Path, host: Optional[NodeHost] = None
+    ):
+        self.client, self.pod, self.root, self.obj, self.host = client, pod, root, spec, host
         self.mounts: dict[str, list[str]] = {}
         containers = list(spec["spec"].get("initContainers") or []) + list(spec["spec"]["containers"])
         for c in containers:
@@ -138,6 +144,11 @@ class Volumes:
             for source in (v.get("projected") or {}).get("sources") or []:
                 if not set(source) <= PROJECTED_SOURCES:
                     raise Unsupported(f"volume {v['name']}: projected {', '.join(sorted(source))}")
+            if "hostPath" in v:
+                if host is None:
+                    raise Unsupported(f"volume {v['name']}: hostPath (this node has no host folder)")
+                if (v["hostPath"].get("type") or "") not in HOST_PATH_TYPES:
+                    raise Unsupported(f"volume {v['name']}: hostPath type {v['hostPath']['type']}")
 
     def sync(self) -> list[str]:
         """Bring every volume up to date; returns the names of those whose files changed."""
@@ -145,6 +156,16 @@ class Volumes:
         for v in self.volumes:
             first, *others = self.mounts[v["name"]]
             target = host_path(self.root, first)
+            if "hostPath" in v:
+                self._check_host_path(v)
+                for path in self.mounts[v["name"]]:  # where the node mounts it
+                    mount_point = host_path(self.root, path)
+                    if self._host_source(v).is_dir():
+                        mount_point.mkdir(parents=True, exist_ok=True)
+                    else:
+                        mount_point.parent.mkdir(parents=True, exist_ok=True)
+                        mount_point.touch(exist_ok=True)
+                continue
             if "emptyDir" in v:
                 target.mkdir(parents=True, exist_ok=True)
                 target.chmod(0o777)  # as the kubelet makes it: any container user may write
@@ -158,6 +179,35 @@ class Volumes:
                     link.parent.mkdir(parents=True, exist_ok=True)
                     link.symlink_to(os.path.relpath(target, link.parent))
         return changed
+
+    def _host_source(self, v: Mapping[str, Any]) -> Path:
+        assert self.host is not None
+        return self.host.path(v["hostPath"]["path"])
+
+    def _check_host_path(self, v: Mapping[str, Any]) -> None:
+        """The kubelet's checks of a hostPath volume's type (and the creation its type asks for)."""
+        kind = v["hostPath"].get("type") or ""
+        source = self._host_source(v)
+        where = f"{v['hostPath']['path']} (on this node: {source})"
+        if kind in ("", "DirectoryOrCreate") and not source.exists():
+            # Unset, the runtime creates a missing path as a folder, as containerd does.
+            source.mkdir(parents=True, exist_ok=True)
+        elif kind == "FileOrCreate" and not source.exists():
+            source.parent.mkdir(parents=True, exist_ok=True)
+            source.touch()
+        if kind in ("Directory", "DirectoryOrCreate") and not source.is_dir():
+            raise RuntimeError(f"volume {v['name']}: hostPath type check failed: {where} is not a directory")
+        if kind in ("File", "FileOrCreate") and not source.is_file():
+            raise RuntimeError(f"volume {v['name']}: hostPath type check failed: {where} is not a file")
+
+    def host_mounts(self, c: Mapping[str, Any]) -> list[Mount]:
+        """The container's hostPath mounts, for the node to make in its mount namespace."""
+        by_name = {v["name"]: v for v in self.volumes if "hostPath" in v}
+        return [
+            Mount(self._host_source(by_name[m["name"]]), m["mountPath"], bool(m.get("readOnly")))
+            for m in c.get("volumeMounts") or []
+            if m["name"] in by_name
+        ]
 
     def _object(self, kind: str, ref: Mapping[str, Any], volume_name: str) -> dict[str, bytes]:
         name = ref.get("secretName") or ref.get("name")
@@ -240,10 +290,29 @@ def expand(text: str, env: Mapping[str, str]) -> str:
     return _REFERENCE.sub(one, text)
 
 
-def environment(client: KubeClient, pod: PodIdentity, obj: Mapping[str, Any], c: Mapping[str, Any]) -> dict[str, str]:
-    """The container's environment as the kubelet resolves it (`obj` is the Pod): each value may
-    refer to those before it as `$(NAME)`."""
-    env: dict[str, str] = {"HOSTNAME": pod.name}
+def environment(
+    client: KubeClient,
+    pod: PodIdentity,
+    obj: Mapping[str, Any],
+    c: Mapping[str, Any],
+    services: Optional[Mapping[str, str]] = None,
+) -> dict[str, str]:
+    """The container's environment as the kubelet resolves it (`obj` is the Pod): the service
+    variables the kubelet adds (`services`: KUBERNETES_SERVICE_HOST and the like), then `envFrom`,
+    then `env`, whose values may refer to those before them as `$(NAME)`."""
+    env: dict[str, str] = {"HOSTNAME": pod.name, **(services or {})}
+    for source in c.get("envFrom") or []:
+        kind = "configMap" if "configMapRef" in source else "secret" if "secretRef" in source else None
+        if kind is None:
+            raise Unsupported(f"envFrom {json.dumps(source)}")
+        ref = source[f"{kind}Ref"]
+        data = _object_data(client, kind, pod.namespace, ref["name"])
+        if data is None:
+            if not ref.get("optional"):
+                raise RuntimeError(f"envFrom: {kind} {ref['name']} not found")
+            continue
+        prefix = source.get("prefix") or ""
+        env.update({prefix + key: value.decode() for key, value in data.items()})
     for item in c.get("env") or []:
         name = item["name"]
         source = item.get("valueFrom")

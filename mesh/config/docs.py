@@ -34,7 +34,7 @@ def _accepted(key: Key) -> str:
     if isinstance(key.kind, ListOf):
         return f"{key.kind.accepted}, at least {key.kind.least}"
     if key.kind is kinds.ISTIO_VERSION:
-        return "a version the Sail CRDs accept, e.g. `v1.30.3` or `v1.30-latest`"
+        return "a version the clusters' Sail operator lists, e.g. `v1.30.3` or `v1.30-latest`"
     return key.kind.accepted.replace("|", "\\|")
 
 

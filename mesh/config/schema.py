@@ -223,7 +223,11 @@ MESH = Section(
             "at least two clusters (keys below)",
         ),
         Key("meshId", kinds.LABEL, "Istio `meshID`"),
-        Key("istioVersion", kinds.ISTIO_VERSION, "`spec.version` of `Istio`/`IstioCNI`; one the Sail CRDs accept"),
+        Key(
+            "istioVersion",
+            kinds.ISTIO_VERSION,
+            "`spec.version` of `Istio`/`IstioCNI`; checked before anything changes against the `spec.version` enum of each reachable cluster's Sail CRDs (the operator installed there)",
+        ),
         Key("updateStrategy", kinds.choice(*UPDATE_STRATEGIES), "the `Istio` resource's update strategy", "InPlace"),
         Key(
             "istioValues",

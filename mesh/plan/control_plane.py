@@ -9,6 +9,7 @@ with the program's own written over them: the cluster's identity and istiod's PI
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any, Mapping, Optional
 
 from ..config import ClusterConfig, MeshConfig
@@ -43,8 +44,15 @@ def cacerts_manifest(form: str = "istio", secret_type: str = "Opaque") -> dict[s
     }
 
 
+# What `up` waits for on `Istio` and `IstioCNI` (pulumi-kubernetes: every one of the list, each for
+# the current generation): Ready alone is not enough, because an operator that refuses a change
+# (an end-of-life version, a chart that fails to render) keeps the old istiod running and Ready and
+# reports the refusal as Reconciled False; `up` must not call that done.
+READY_CONDITIONS = ("Ready", "Reconciled")
+
+
 def _ready_annotations() -> dict[str, str]:
-    return {WAIT_FOR: "condition=Ready"}
+    return {WAIT_FOR: json.dumps([f"condition={c}" for c in READY_CONDITIONS])}
 
 
 def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

@@ -61,6 +61,13 @@ def check_control_plane(custom, mesh: MeshConfig, cluster: ClusterConfig) -> lis
         elif ready.get("status") != "True":
             said = ": ".join(filter(None, (ready.get("reason"), ready.get("message"))))
             problems.append(f"not Ready (state {status.get('state', 'unknown')}): {said or 'no Ready condition yet'}")
+        elif conditions(obj).get("Reconciled", {}).get("status") == "False":
+            # What runs is Ready, but it is not what the spec asks for: the operator refused it.
+            reconciled = conditions(obj)["Reconciled"]
+            said = ": ".join(filter(None, (reconciled.get("reason"), reconciled.get("message"))))
+            problems.append(
+                f"Ready, but the operator could not apply its spec (state {status.get('state', 'unknown')}): {said}"
+            )
         results.append(_result(CONTROL_PLANE, cluster.name, item, problems, f"Ready, state {status.get('state')}"))
     if not mesh.manage_istio_cni:
         results.append(

@@ -1,8 +1,8 @@
 """Istio's real istiod reads what `up` made, on two real API servers, with the real engine.
 
 Each lab cluster runs the istiod that istio.io/istio builds (toolchain/istio.sh), a pod of the
-cluster's node (lab/nodes/node.py) from the Deployment the operator stand-in rendered with istioctl; `up`
-itself waited for it, because the `Istio` resource turns Ready only once istiod answers ready.
+cluster's node (lab/nodes/node.py) from the Deployment the real Sail operator rendered; `up`
+itself waited for it, because the operator reports the `Istio` resource Ready only once istiod answers ready.
 Tests run in the order written and share one `up`.
 """
 
@@ -213,6 +213,7 @@ EXPECTED_ANALYSIS = {
         "Namespace istio-cni",
     ): "Info: the CNI namespace is not labelled for injection, and needs none (no workload runs there)",
     ("IST0102", "Namespace default"): "Info: `default` is not ours",
+    ("IST0102", "Namespace sail-operator"): "Info: the Sail operator's own namespace (its install's, not ours)",
 }
 
 

@@ -364,8 +364,8 @@ def test_cacerts_signed_by_another_root_is_caught_on_both_sides(mesh):
 
 
 def test_a_gateway_without_address_and_an_unready_istio_are_reported_and_awaited(mesh):
-    # The operator and load-balancer stand-ins would put both back within a second: stop them first.
-    mesh.lab.stop_standin()
+    # The Sail operator and the load-balancer stand-in would put both back within a second: stop them first.
+    mesh.lab.stop_operators()
     core, namespace = istio_system(mesh, "east")
     custom = mesh.custom("east")
     message = 'failed to install/update Helm chart "istiod": context deadline exceeded'
@@ -382,7 +382,7 @@ def test_a_gateway_without_address_and_an_unready_istio_are_reported_and_awaited
         said = []
         report = run(mesh, timeout=3, progress=said.append)
     finally:
-        mesh.lab.start_standin()
+        mesh.lab.start_operators()
     assert control_failures(report) == {
         (v.CONTROL_PLANE, "east", "Istio default"): f"not Ready (state ReconcileError): ReconcileError: {message}",
         (
