@@ -105,11 +105,17 @@ class MeshCluster(pulumi.ComponentResource):
         self.control_plane = ControlPlane(
             name,
             ControlPlaneArgs(
-                plan.namespace, plan.istio, plan.cni, cacerts, cacerts_manifest(step.form, step.secret_type), seconds
+                plan.namespace,
+                plan.istio,
+                plan.cni,
+                cacerts,
+                cacerts_manifest(step.form, step.secret_type),
+                seconds,
+                plan.revision_tag,
             ),
             child,
         )
-        istio, namespace = self.control_plane.istio, self.control_plane.namespace
+        istio, namespace = self.control_plane.injection, self.control_plane.namespace
         self.gateway = EastWestGateway(
             name, EastWestGatewayArgs(plan.gateway, plan.cross_network_gateway, seconds, namespace, istio), child
         )

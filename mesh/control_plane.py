@@ -1,4 +1,5 @@
-"""A cluster's Istio control plane as resources: `istio-system`, `cacerts`, `IstioCNI`, `Istio`.
+"""A cluster's Istio control plane as resources: `istio-system`, `cacerts`, `IstioCNI`, `Istio`,
+and (RevisionBased updates) the `default` IstioRevisionTag.
 
 The objects are planned in `mesh/plan/control_plane.py`; here they become resources in order.
 Order matters and is encoded as dependencies: istiod decides once, at start, whether a plugged-in
@@ -30,6 +31,8 @@ class ControlPlaneArgs:
     cacerts_manifest: dict[str, Any]
     """The program's own Secret (`cacerts_manifest(form, type)`), when it has one."""
     ready_timeout_seconds: int
+    revision_tag: Optional[dict[str, Any]] = None
+    """The `default` IstioRevisionTag (RevisionBased updates), else None."""
 
 
 class ControlPlane(pulumi.ComponentResource):
@@ -82,4 +85,13 @@ class ControlPlane(pulumi.ComponentResource):
         self.istio = kube.create(
             name, args.istio, pulumi.ResourceOptions(parent=self, depends_on=depends, custom_timeouts=ready)
         )
+        # What workloads wait for before they are made (their injection must answer): the Istio
+        # resource, or the revision tag their labels resolve through.
+        self.injection: pulumi.CustomResource = self.istio
+        if args.revision_tag:
+            self.injection = kube.create(
+                name,
+                args.revision_tag,
+                pulumi.ResourceOptions(parent=self, depends_on=[self.istio], custom_timeouts=ready),
+            )
         self.register_outputs({})

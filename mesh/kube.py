@@ -20,7 +20,7 @@ import pulumi
 from pulumi_kubernetes import _utilities
 
 # Kinds whose typed classes declare a `status` output (read back after create or update).
-_WITH_STATUS = {"Namespace", "Service", "Deployment", "PodDisruptionBudget", "HorizontalPodAutoscaler"}
+_WITH_STATUS = {"Namespace", "Service", "Deployment", "PodDisruptionBudget", "HorizontalPodAutoscaler", "Istio"}
 
 
 def type_token(api_version: str, kind: str) -> str:

@@ -104,6 +104,10 @@ class Mesh(pulumi.ComponentResource):
                     "gatewayAddress": cluster.gateway.address,
                     "remoteSecrets": sorted(self.remote_secrets[name]),
                     "readerTokenSecret": cluster.reader.token_secret_name,
+                    # The revision the operator runs istiod as (RevisionBased: it changes with the version).
+                    "istioRevision": cluster.control_plane.istio.status.apply(
+                        lambda status: (status or {}).get("activeRevisionName")
+                    ),
                 }
                 for name, cluster in self.clusters.items()
             },

@@ -18,18 +18,27 @@ from urllib.parse import urlparse
 import pulumi
 from pulumi.runtime.sync_await import _sync_await
 
-from . import config
+from . import config, operator_watch
 from .mesh import Mesh, MeshArgs
 from .plan.mesh import LAST_OUTPUTS, MeshPlan, plan_mesh
 
 
 def main() -> None:
-    build(checked_plan())
+    plan, reachable = checked_plan_and_clients()
+    build(plan)
+    if reachable and not pulumi.runtime.is_dry_run():
+        # While the engine applies the resources: an operator's refusal of the version, at once.
+        pulumi.run(lambda: operator_watch.watch(plan.config, reachable))
 
 
 def checked_plan() -> MeshPlan:
+    return checked_plan_and_clients()[0]
+
+
+def checked_plan_and_clients() -> tuple[MeshPlan, dict[str, Any]]:
     """Read the config, the stack's last outputs and the clock, and plan; or refuse, before any
-    resource is registered (the read of the stack's own outputs is a read: it makes nothing)."""
+    resource is registered (the read of the stack's own outputs is a read: it makes nothing).
+    Also: a Kubernetes client for each cluster this machine reaches."""
     try:
         settings = stack_config()
         check_secrets_are_secret(settings)
@@ -50,7 +59,7 @@ def checked_plan() -> MeshPlan:
         plan = plan_mesh(settings, last, now, live_cacerts(settings, clients))
         warn_about_released_cacerts(plan)
         warn_about_vault_root(settings, now)
-        return plan
+        return plan, reachable
     except config.ConfigError as error:
         # Pulumi prints a RunError as its message alone, without a traceback.
         raise pulumi.RunError(str(error)) from None
@@ -273,6 +282,17 @@ def check_istio_version(settings: config.MeshConfig, clients: dict[str, Any]) ->
     )
     if message:
         raise config.ConfigError(message)
+    # Listed, but refused already by an operator that reconciled it (an end-of-life version).
+    try:
+        refused = operator_watch.refusals(operator_watch.verdicts(settings, clients))
+    except kubernetes.client.exceptions.ApiException as error:
+        raise config.ConfigError(
+            f"reading the Istio and IstioCNI resources answered {error.status} {error.reason}; "
+            f"{operator_versions.VERSION_KEY} is checked against what the operator said of them, so nothing was "
+            "changed: give the context read access to sailoperator.io resources"
+        ) from None
+    if refused:
+        raise config.ConfigError(operator_versions.refused_at_reconcile(settings.istio_version, refused))
 
 
 def check_prerequisites(settings: config.MeshConfig, clients: dict[str, Any]) -> None:

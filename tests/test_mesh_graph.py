@@ -363,3 +363,29 @@ def test_the_istio_resource_carries_the_users_values_and_still_the_programs_own(
         assert values["telemetry"] == {"enabled": False}
     assert istios["east"]["meshConfig"] == {"accessLogFile": "/dev/stdout"}
     assert istios["west"]["meshConfig"] == {"accessLogFile": "/dev/null"}
+
+
+def test_revision_based_updates_point_workloads_at_the_active_revision_through_the_default_tag(east_west):
+    _, registrations, _ = build(east_west)
+    assert not [r for r in registrations if r.kind == "IstioRevisionTag"]  # InPlace: one revision, `default`
+    east_west["updateStrategy"] = "RevisionBased"
+    cfg, registrations, _ = build(east_west)
+    provider_map = providers(registrations)
+    for cluster in cfg.clusters:
+        mine = [
+            r for r in registrations if r.type.startswith("kubernetes:") and cluster_of(r, provider_map) == cluster.name
+        ]
+        (istio,) = [r for r in mine if r.kind == "Istio"]
+        assert istio.inputs["spec"]["updateStrategy"] == {"type": "RevisionBased"}
+        (tag,) = [r for r in mine if r.kind == "IstioRevisionTag"]
+        assert tag.inputs["metadata"]["name"] == "default"
+        assert tag.inputs["spec"] == {"targetRef": {"kind": "Istio", "name": "default"}}
+        assert istio.urn in tag.dependencies
+        # The injected workloads wait for the tag, whose webhook resolves their `default` labels.
+        waiting = sorted(f"{r.kind} {r.metadata['name']}" for r in mine if tag.urn in r.dependencies)
+        assert waiting == [
+            "Deployment helloworld-" + cluster.helloworld_version,
+            "Deployment istio-eastwestgateway",
+            "Deployment sleep",
+            "Gateway cross-network-gateway",
+        ]

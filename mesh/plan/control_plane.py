@@ -99,6 +99,22 @@ def istio_manifest(mesh: MeshConfig, cluster: ClusterConfig) -> dict[str, Any]:
     }
 
 
+def istio_revision_tag_manifest(mesh: MeshConfig) -> Optional[dict[str, Any]]:
+    """With `updateStrategy: RevisionBased`, the operator names each revision after its version
+    (`default-v1-30-3`), so the `istio-injection=enabled` namespaces and the `istio.io/rev: default`
+    gateways would match none of them: the `default` IstioRevisionTag points them at the `Istio`
+    resource's active revision, and the operator moves it on each version change (Sail's own advice
+    for revision-based updates). InPlace keeps one revision named `default`: no tag."""
+    if mesh.update_strategy != "RevisionBased":
+        return None
+    return {
+        "apiVersion": SAIL_API_VERSION,
+        "kind": "IstioRevisionTag",
+        "metadata": {"name": "default", "annotations": {WAIT_FOR: "condition=Reconciled"}},
+        "spec": {"targetRef": {"kind": "Istio", "name": "default"}},
+    }
+
+
 def istio_cni_manifest(mesh: MeshConfig) -> dict[str, Any]:
     return {
         "apiVersion": SAIL_API_VERSION,

@@ -15,7 +15,13 @@ from typing import Any, Mapping, Optional
 from ..config import ClusterConfig, ConfigError, MeshConfig
 from .cacerts_handover import RELEASED, CacertsStep, LiveCacerts, cacerts_step, previous_steps
 from .cert_manager import Issuance, issuance
-from .control_plane import istio_cni_manifest, istio_manifest, istio_system_manifest, namespace_manifest
+from .control_plane import (
+    istio_cni_manifest,
+    istio_manifest,
+    istio_revision_tag_manifest,
+    istio_system_manifest,
+    namespace_manifest,
+)
 from .gateway import cross_network_gateway_manifest, eastwest_gateway_manifests, source_ranges
 from .names import CNI_NAMESPACE
 from .reader import reader_manifests
@@ -46,6 +52,8 @@ class ClusterPlan:
     """Who may reach this cluster's east-west gateway; empty only when open by explicit choice."""
     namespace: dict[str, Any]
     istio: dict[str, Any]
+    revision_tag: Optional[dict[str, Any]]
+    """The `default` IstioRevisionTag (RevisionBased updates), else None."""
     cni: Optional[tuple[dict[str, Any], dict[str, Any]]]
     gateway: list[dict[str, Any]]
     cross_network_gateway: dict[str, Any]
@@ -79,6 +87,7 @@ def _cluster(
         gateway_sources=sources,
         namespace=istio_system_manifest(cluster.network),
         istio=istio_manifest(mesh, cluster),
+        revision_tag=istio_revision_tag_manifest(mesh),
         cni=(namespace_manifest(CNI_NAMESPACE), istio_cni_manifest(mesh)) if mesh.manage_istio_cni else None,
         gateway=eastwest_gateway_manifests(cluster.network, sources, mesh.await_workloads),
         cross_network_gateway=cross_network_gateway_manifest(),

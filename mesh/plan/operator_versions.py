@@ -63,3 +63,38 @@ def refusal(version: str, problems: Sequence[str]) -> Optional[str]:
         + ". Nothing was changed on any cluster: set mesh:istioVersion to a version every cluster's operator "
         "lists, or upgrade the operator first"
     )
+
+
+ACCEPTED = "accepted"
+
+
+def reconcile_verdict(obj: Optional[Mapping[str, Any]], version: str) -> Optional[str]:
+    """What the operator has said about `version` on one `Istio` or `IstioCNI` (`obj` as read):
+    ACCEPTED (reconciled at its current generation), the operator's message when it refused the
+    version itself (a Reconciled False condition that names it: an end-of-life version), or None
+    (not reconciled yet at this version, or failed for another reason, not the version's)."""
+    if not obj or (obj.get("spec") or {}).get("version") != version:
+        return None
+    status = obj.get("status") or {}
+    if status.get("observedGeneration") != (obj.get("metadata") or {}).get("generation"):
+        return None
+    reconciled = next((c for c in status.get("conditions") or [] if c.get("type") == "Reconciled"), {})
+    if reconciled.get("status") == "True":
+        return ACCEPTED
+    message = reconciled.get("message") or ""
+    if reconciled.get("status") == "False" and f'"{version}"' in message:
+        return message
+    return None
+
+
+def refused_at_reconcile(version: str, refusals: Sequence[tuple[str, str, str]]) -> str:
+    """The message for versions the operator refused at reconcile: (cluster, kind, its message)."""
+    said = "; ".join(
+        f"the Sail operator on cluster {cluster} refused it for {kind}: {message}"
+        for cluster, kind, message in refusals
+    )
+    return (
+        f"config {VERSION_KEY}: {version!r}: {said}. The CRD lets this version in, but the operator does not "
+        "install it, and istiod keeps running the version it last installed: set mesh:istioVersion to a version "
+        "the operator supports"
+    )

@@ -71,13 +71,13 @@ def update(mesh: DeployedMesh, **changes) -> None:
     mesh.outputs = {k: v.value for k, v in result.outputs.items()}
 
 
-def refused_up(mesh: DeployedMesh, config: dict) -> str:
+def refused_up(mesh: DeployedMesh, config: dict, on_output: Callable[[str], None] | None = None) -> str:
     """`up` with `config` must fail; returns the engine's message. The mesh's own config is
     written back either way."""
     write_config(mesh.stack.name, config)
     try:
         try:
-            mesh.stack.up(color="never")
+            mesh.stack.up(color="never", on_output=on_output)
         except auto.CommandError as error:
             return str(error)
         raise AssertionError(f"`up` with {config} was not refused")

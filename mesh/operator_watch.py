@@ -1,0 +1,93 @@
+"""What each reachable cluster's Sail operator says about `mesh:istioVersion`, read from the
+`Istio` and `IstioCNI` resources the program makes.
+
+An end-of-life version passes the CRD's enum and is refused by the operator only at reconcile: the
+resource keeps the old istiod running and Ready and reports Reconciled False with the operator's
+reason. `up` waits for Reconciled (mesh/plan/control_plane.py), but pulumi-kubernetes says only
+that it timed out, after `mesh:readyTimeout`. So:
+
+- before anything changes (preview and up), a resource that already carries the version and was
+  refused for it stops the run with the operator's reason (`refusals`, from mesh/program.py);
+- while `up` runs, `watch` reads the resources every few seconds and, as soon as an operator
+  refuses the version, says so as an error of the update with its reason and the key (the update
+  itself ends when pulumi-kubernetes's wait times out: the engine lets a step in flight finish).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Optional
+
+from .config import MeshConfig
+from .plan import operator_versions
+from .plan.control_plane import istio_cni_manifest, istio_manifest
+
+INTERVAL_SECONDS = 2.0
+# The Sail kinds' plurals, by kind.
+PLURALS = {"Istio": "istios", "IstioCNI": "istiocnis"}
+
+
+def _manifests(settings: MeshConfig, cluster_name: str) -> list[dict[str, Any]]:
+    cluster = next(c for c in settings.clusters if c.name == cluster_name)
+    return [istio_manifest(settings, cluster)] + ([istio_cni_manifest(settings)] if settings.manage_istio_cni else [])
+
+
+def _read(client: Any, manifest: dict[str, Any]) -> Optional[dict]:
+    import kubernetes
+
+    group, version = manifest["apiVersion"].split("/")
+    try:
+        return kubernetes.client.CustomObjectsApi(client).get_cluster_custom_object(
+            group, version, PLURALS[manifest["kind"]], manifest["metadata"]["name"]
+        )
+    except kubernetes.client.exceptions.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def verdicts(settings: MeshConfig, clients: dict[str, Any]) -> dict[tuple[str, str], Optional[str]]:
+    """(cluster, kind) -> what its operator said about the version (operator_versions.reconcile_verdict)."""
+    found = {}
+    for cluster, client in clients.items():
+        for manifest in _manifests(settings, cluster):
+            found[(cluster, manifest["kind"])] = operator_versions.reconcile_verdict(
+                _read(client, manifest), settings.istio_version
+            )
+    return found
+
+
+def refusals(found: dict[tuple[str, str], Optional[str]]) -> list[tuple[str, str, str]]:
+    return [
+        (cluster, kind, said)
+        for (cluster, kind), said in found.items()
+        if said is not None and said != operator_versions.ACCEPTED
+    ]
+
+
+async def watch(settings: MeshConfig, clients: dict[str, Any], interval: float = INTERVAL_SECONDS) -> None:
+    """Until every reachable cluster's resources are reconciled at the version (or
+    mesh:readyTimeout has passed): raise as soon as an operator refuses it."""
+    import pulumi
+
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + settings.ready_timeout_seconds
+    pending = dict(clients)
+    while pending and time.monotonic() < deadline:
+        for cluster in list(pending):
+            try:
+                found = await loop.run_in_executor(None, verdicts, settings, {cluster: pending[cluster]})
+            except Exception:  # noqa: BLE001 - a cluster that stops answering is the engine's to report
+                pending.pop(cluster)
+                continue
+            refused = refusals(found)
+            if refused:
+                # Said now: the engine ends the update only once its wait on the refused resource
+                # times out (it waits for steps in flight whatever the program says).
+                pulumi.log.error(operator_versions.refused_at_reconcile(settings.istio_version, refused))
+                return
+            if all(said == operator_versions.ACCEPTED for said in found.values()):
+                pending.pop(cluster)
+        if pending:
+            await asyncio.sleep(interval)
