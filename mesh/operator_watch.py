@@ -47,6 +47,11 @@ def _read(client: Any, manifest: dict[str, Any]) -> Optional[dict]:
         raise
 
 
+def live_istios(settings: MeshConfig, clients: dict[str, Any]) -> dict[str, Optional[dict]]:
+    """Each reachable cluster's `Istio` resource as it is (None where there is none yet)."""
+    return {cluster: _read(client, _manifests(settings, cluster)[0]) for cluster, client in clients.items()}
+
+
 def verdicts(settings: MeshConfig, clients: dict[str, Any]) -> dict[tuple[str, str], Optional[str]]:
     """(cluster, kind) -> what its operator said about the version (operator_versions.reconcile_verdict)."""
     found = {}

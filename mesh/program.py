@@ -45,7 +45,7 @@ def checked_plan_and_clients() -> tuple[MeshPlan, dict[str, Any]]:
         unreachable_servers = {c.name: unreachable(c.admin_server) for c in settings.clusters if c.admin_server}
         warn_about_addresses(settings, unreachable_servers)
         reachable = reachable_clients(settings, unreachable_servers)
-        check_istio_version(settings, reachable)
+        check_sail_operators(settings, reachable)
         # cacerts are read only where cert-manager has or had a hand in them: this backend (checked
         # before the stack's outputs are read), or the last one.
         clients = reachable if cert_manager_involved(settings, {}) else {}
@@ -245,16 +245,19 @@ def _live_cacerts(kubernetes: Any, client: Any) -> Any:
     return LiveCacerts(secret.type, any(o.kind == "Certificate" for o in owners), certificate)
 
 
-def check_istio_version(settings: config.MeshConfig, clients: dict[str, Any]) -> None:
-    """`mesh:istioVersion` against the Sail operator of every cluster this machine reaches: its
-    `Istio` (and, when ours, `IstioCNI`) CRD must exist and list the version in its enum (what the
-    API server would refuse the resource for, on create or on update). Refused before anything is
-    made anywhere; a cluster out of reach was warned about already and cannot be checked."""
+def check_sail_operators(settings: config.MeshConfig, clients: dict[str, Any]) -> None:
+    """`mesh:istioVersion` and `mesh:updateStrategy` against the Sail operator of every cluster
+    this machine reaches: its `Istio` (and, when ours, `IstioCNI`) CRD must exist and list the
+    version in its enum (what the API server would refuse the resource for, on create or on
+    update); a resource the operator already refused the version for, and a running `Istio` of the
+    other strategy, are refused too. All before anything is made anywhere; a cluster out of reach
+    was warned about already and cannot be checked."""
     import json
 
     import kubernetes
 
     from .plan import operator_versions
+    from .plan.control_plane import update_strategy_refusal
 
     kinds = ["Istio"] + (["IstioCNI"] if settings.manage_istio_cni else [])
     found: dict[str, dict[str, Any]] = {}
@@ -285,6 +288,7 @@ def check_istio_version(settings: config.MeshConfig, clients: dict[str, Any]) ->
     # Listed, but refused already by an operator that reconciled it (an end-of-life version).
     try:
         refused = operator_watch.refusals(operator_watch.verdicts(settings, clients))
+        live = operator_watch.live_istios(settings, clients)
     except kubernetes.client.exceptions.ApiException as error:
         raise config.ConfigError(
             f"reading the Istio and IstioCNI resources answered {error.status} {error.reason}; "
@@ -293,6 +297,9 @@ def check_istio_version(settings: config.MeshConfig, clients: dict[str, Any]) ->
         ) from None
     if refused:
         raise config.ConfigError(operator_versions.refused_at_reconcile(settings.istio_version, refused))
+    message = update_strategy_refusal(settings, live)
+    if message:
+        raise config.ConfigError(message)
 
 
 def check_prerequisites(settings: config.MeshConfig, clients: dict[str, Any]) -> None:

@@ -389,3 +389,18 @@ def test_revision_based_updates_point_workloads_at_the_active_revision_through_t
             "Deployment sleep",
             "Gateway cross-network-gateway",
         ]
+
+
+def test_a_running_istio_keeps_its_update_strategy(east_west):
+    from mesh.plan.control_plane import update_strategy_refusal
+
+    cfg = config.parse(east_west)
+    in_place = {"spec": {"updateStrategy": {"type": "InPlace"}}}
+    assert update_strategy_refusal(cfg, {"east": in_place, "west": None}) is None
+    assert update_strategy_refusal(cfg, {"east": {"spec": {}}}) is None  # the CRD's default: InPlace
+    east_west["updateStrategy"] = "RevisionBased"
+    cfg = config.parse(east_west)
+    assert update_strategy_refusal(cfg, {"east": None, "west": None}) is None  # nothing runs yet
+    message = update_strategy_refusal(cfg, {"east": in_place, "west": None})
+    assert message.startswith("config mesh:updateStrategy: 'RevisionBased': the Istio resource on east runs InPlace")
+    assert "Nothing was changed" in message

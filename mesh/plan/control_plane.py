@@ -115,6 +115,27 @@ def istio_revision_tag_manifest(mesh: MeshConfig) -> Optional[dict[str, Any]]:
     }
 
 
+def update_strategy_refusal(mesh: MeshConfig, live: Mapping[str, Optional[Mapping[str, Any]]]) -> Optional[str]:
+    """A running `Istio` keeps its update strategy: switched, the operator makes a revision of the
+    other kind beside the one every workload uses, and the `default` tag (RevisionBased) cannot
+    take the name of the InPlace revision `default` while it exists (the operator: NameAlreadyExists),
+    so `up` would wait on it for good. `live`: each reachable cluster's Istio as it is."""
+    running = {
+        cluster: ((obj.get("spec") or {}).get("updateStrategy") or {}).get("type") or "InPlace"
+        for cluster, obj in live.items()
+        if obj
+    }
+    other = sorted(cluster for cluster, strategy in running.items() if strategy != mesh.update_strategy)
+    if not other:
+        return None
+    return (
+        f"config mesh:updateStrategy: {mesh.update_strategy!r}: the Istio resource on {', '.join(other)} runs "
+        f"{running[other[0]]}, and a running Istio keeps its strategy (the operator would add a revision beside the "
+        "one every workload uses, and the default revision tag cannot take its name). Nothing was changed: keep "
+        f"{running[other[0]]!r}, or move the workloads yourself (docs/operations.md, Istio versions and upgrades)"
+    )
+
+
 def istio_cni_manifest(mesh: MeshConfig) -> dict[str, Any]:
     return {
         "apiVersion": SAIL_API_VERSION,

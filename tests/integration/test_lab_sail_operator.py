@@ -182,6 +182,19 @@ def test_a_rerun_with_the_refused_version_is_refused_before_anything_changes_and
             assert condition(obj, "Reconciled")["status"] == "True"
 
 
+def test_switching_a_running_istio_to_revision_based_is_refused_before_anything_changes(mesh):
+    # Seen on the lab: switched, the operator adds revision default-v1-30-3 beside the `default` one
+    # every workload uses, and the default tag stays NameAlreadyExists, so `up` would time out.
+    before = {c: sail_object(mesh, c, "istios")["metadata"]["resourceVersion"] for c in CLUSTERS}
+    message = refused_up(mesh, dict(mesh.config, updateStrategy="RevisionBased"))
+    assert (
+        "config mesh:updateStrategy: 'RevisionBased': the Istio resource on east, west runs InPlace, and a running "
+        "Istio keeps its strategy"
+    ) in message, message[-2000:]
+    assert {c: sail_object(mesh, c, "istios")["metadata"]["resourceVersion"] for c in CLUSTERS} == before
+    assert not mesh.custom("east").list_cluster_custom_object(*SAIL, "istiorevisiontags")["items"]
+
+
 def test_destroy_leaves_no_istiod_object_behind_because_the_operator_uninstalled_its_charts(mesh):
     # Before: what the operator installed (its Helm releases in its namespace, cluster-wide objects).
     def leftovers(cluster: str) -> dict[str, list[str]]:
