@@ -47,20 +47,21 @@ def _read(client: Any, manifest: dict[str, Any]) -> Optional[dict]:
         raise
 
 
-def live_istios(settings: MeshConfig, clients: dict[str, Any]) -> dict[str, Optional[dict]]:
-    """Each reachable cluster's `Istio` resource as it is (None where there is none yet)."""
-    return {cluster: _read(client, _manifests(settings, cluster)[0]) for cluster, client in clients.items()}
+def read(settings: MeshConfig, clients: dict[str, Any]) -> dict[tuple[str, str], Optional[dict]]:
+    """(cluster, kind) -> each reachable cluster's `Istio` (and `IstioCNI`) as it is, None where
+    there is none yet."""
+    return {
+        (cluster, manifest["kind"]): _read(client, manifest)
+        for cluster, client in clients.items()
+        for manifest in _manifests(settings, cluster)
+    }
 
 
-def verdicts(settings: MeshConfig, clients: dict[str, Any]) -> dict[tuple[str, str], Optional[str]]:
+def verdicts(
+    settings: MeshConfig, found: dict[tuple[str, str], Optional[dict]]
+) -> dict[tuple[str, str], Optional[str]]:
     """(cluster, kind) -> what its operator said about the version (operator_versions.reconcile_verdict)."""
-    found = {}
-    for cluster, client in clients.items():
-        for manifest in _manifests(settings, cluster):
-            found[(cluster, manifest["kind"])] = operator_versions.reconcile_verdict(
-                _read(client, manifest), settings.istio_version
-            )
-    return found
+    return {key: operator_versions.reconcile_verdict(obj, settings.istio_version) for key, obj in found.items()}
 
 
 def refusals(found: dict[tuple[str, str], Optional[str]]) -> list[tuple[str, str, str]]:
@@ -82,7 +83,8 @@ async def watch(settings: MeshConfig, clients: dict[str, Any], interval: float =
     while pending and time.monotonic() < deadline:
         for cluster in list(pending):
             try:
-                found = await loop.run_in_executor(None, verdicts, settings, {cluster: pending[cluster]})
+                objects = await loop.run_in_executor(None, read, settings, {cluster: pending[cluster]})
+                found = verdicts(settings, objects)
             except Exception:  # noqa: BLE001 - a cluster that stops answering is the engine's to report
                 pending.pop(cluster)
                 continue

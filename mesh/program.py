@@ -287,17 +287,17 @@ def check_sail_operators(settings: config.MeshConfig, clients: dict[str, Any]) -
         raise config.ConfigError(message)
     # Listed, but refused already by an operator that reconciled it (an end-of-life version).
     try:
-        refused = operator_watch.refusals(operator_watch.verdicts(settings, clients))
-        live = operator_watch.live_istios(settings, clients)
+        objects = operator_watch.read(settings, clients)
     except kubernetes.client.exceptions.ApiException as error:
         raise config.ConfigError(
             f"reading the Istio and IstioCNI resources answered {error.status} {error.reason}; "
             f"{operator_versions.VERSION_KEY} is checked against what the operator said of them, so nothing was "
             "changed: give the context read access to sailoperator.io resources"
         ) from None
+    refused = operator_watch.refusals(operator_watch.verdicts(settings, objects))
     if refused:
         raise config.ConfigError(operator_versions.refused_at_reconcile(settings.istio_version, refused))
-    message = update_strategy_refusal(settings, live)
+    message = update_strategy_refusal(settings, {c: obj for (c, kind), obj in objects.items() if kind == "Istio"})
     if message:
         raise config.ConfigError(message)
 
