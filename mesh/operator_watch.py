@@ -21,26 +21,18 @@ from typing import Any, Optional
 
 from .config import MeshConfig
 from .plan import operator_versions
-from .plan.control_plane import istio_cni_manifest, istio_manifest
+from .plan.control_plane import sail_manifests
 
 INTERVAL_SECONDS = 2.0
-# The Sail kinds' plurals, by kind.
-PLURALS = {"Istio": "istios", "IstioCNI": "istiocnis"}
-
-
-def _manifests(settings: MeshConfig, cluster_name: str) -> list[dict[str, Any]]:
-    cluster = next(c for c in settings.clusters if c.name == cluster_name)
-    return [istio_manifest(settings, cluster)] + ([istio_cni_manifest(settings)] if settings.manage_istio_cni else [])
 
 
 def _read(client: Any, manifest: dict[str, Any]) -> Optional[dict]:
     import kubernetes
 
-    group, version = manifest["apiVersion"].split("/")
+    from .verify.control_plane import sail_object
+
     try:
-        return kubernetes.client.CustomObjectsApi(client).get_cluster_custom_object(
-            group, version, PLURALS[manifest["kind"]], manifest["metadata"]["name"]
-        )
+        return sail_object(kubernetes.client.CustomObjectsApi(client), manifest)
     except kubernetes.client.exceptions.ApiException as error:
         if error.status == 404:
             return None
@@ -50,10 +42,11 @@ def _read(client: Any, manifest: dict[str, Any]) -> Optional[dict]:
 def read(settings: MeshConfig, clients: dict[str, Any]) -> dict[tuple[str, str], Optional[dict]]:
     """(cluster, kind) -> each reachable cluster's `Istio` (and `IstioCNI`) as it is, None where
     there is none yet."""
+    by_name = {c.name: c for c in settings.clusters}
     return {
         (cluster, manifest["kind"]): _read(client, manifest)
         for cluster, client in clients.items()
-        for manifest in _manifests(settings, cluster)
+        for manifest in sail_manifests(settings, by_name[cluster])
     }
 
 

@@ -245,16 +245,11 @@ class ControlPlane:
         the cluster's kubeconfig, POD_NAMESPACE (its namespace, made here first), a config file
         (in a pod, its annotations through the downward API: none here), no leader election, its
         probes on a port of its own and no metrics endpoint. wait_sail_operator() waits for it."""
-        client = self.client()
-        try:
-            client.request(
-                "POST",
-                "/api/v1/namespaces",
-                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SAIL_OPERATOR_NAMESPACE}},
-            )
-        except ApiError as error:
-            if error.status != 409:
-                raise
+        self.client().apply(
+            f"/api/v1/namespaces/{SAIL_OPERATOR_NAMESPACE}",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SAIL_OPERATOR_NAMESPACE}},
+            "mesh-lab",
+        )
         config = self.dir / "sail-operator" / "config.properties"
         config.parent.mkdir(parents=True, exist_ok=True)
         config.touch()
@@ -277,10 +272,7 @@ class ControlPlane:
         return f"127.0.0.1:{self.ports['sail_operator_healthz']}"
 
     def sail_operator_ready(self) -> bool:
-        try:
-            return _http_get(f"http://{self.sail_operator_healthz}/readyz").strip() == b"ok"
-        except OSError:
-            return False
+        return _readyz(self.sail_operator_healthz)
 
     def wait_sail_operator(self) -> None:
         self._wait(SAIL_OPERATOR, self.sail_operator_ready, 60)
@@ -321,10 +313,7 @@ class ControlPlane:
 
     def cert_manager_ready(self) -> bool:
         """Its /readyz: 200 once its informers have synced (so the CRDs are served)."""
-        try:
-            return _http_get(f"http://{self.cert_manager_healthz}/readyz").strip() == b"ok"
-        except OSError:
-            return False
+        return _readyz(self.cert_manager_healthz)
 
     def wait_cert_manager(self) -> None:
         self._wait(CERT_MANAGER_CONTROLLER, self.cert_manager_ready, 60)
@@ -389,6 +378,14 @@ class ControlPlane:
                 }
             )
         )
+
+
+def _readyz(address: str) -> bool:
+    """A controller's /readyz on `address` (host:port) answers `ok`."""
+    try:
+        return _http_get(f"http://{address}/readyz").strip() == b"ok"
+    except OSError:
+        return False
 
 
 def _http_get(url: str) -> bytes:

@@ -81,9 +81,12 @@ class Mount:
 def container_command(
     root: Path, mounts: list[Mount], command: list[str], uid: int, gid: int, chroot: bool
 ) -> list[str]:
-    """The shell command, run inside the container's mount namespace as root, that makes its host
-    mounts and then becomes the container's process (same pid: `exec`), as `uid:gid`, with the
-    pod's root as `/` when `chroot`."""
+    """The command, run inside the container's mount namespace as root, that becomes the
+    container's process as `uid:gid`: setpriv alone, or (host mounts to make, or `chroot`: the
+    pod's root as `/`) a shell that makes the mounts first (same pid: `exec`)."""
+    setpriv = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+    if not mounts and not chroot:
+        return [*setpriv, *command]
     steps = []
     for m in mounts:
         target = shlex.quote(str(root / m.target.lstrip("/")))
@@ -93,5 +96,5 @@ def container_command(
     if chroot:
         steps.append(f'exec chroot --userspec={uid}:{gid} {shlex.quote(str(root))} "$@"')
     else:
-        steps.append(f'exec setpriv --reuid={uid} --regid={gid} --clear-groups -- "$@"')
+        steps.append(f'exec {shlex.join(setpriv)} "$@"')
     return ["sh", "-ec", "\n".join(steps), "container", *command]

@@ -324,10 +324,7 @@ class PodRun:
         c.env = {"PATH": PATH, **env, **program.env}
         c.uid, c.gid = self._user(c)
         command = [pod.expand(arg, c.env) for arg in program.argv]
-        if mounts or program.chroot:
-            inside = container_command(self.root, mounts, command, c.uid, c.gid, program.chroot)
-        else:
-            inside = ["setpriv", f"--reuid={c.uid}", f"--regid={c.gid}", "--clear-groups", "--", *command]
+        inside = container_command(self.root, mounts, command, c.uid, c.gid, program.chroot)
         argv = ["ip", "netns", "exec", str(self.netns), *inside]
         log = self.dir / f"{c.name}.log"
         if c.exit and log.exists():

@@ -157,10 +157,10 @@ class Volumes:
             first, *others = self.mounts[v["name"]]
             target = host_path(self.root, first)
             if "hostPath" in v:
-                self._check_host_path(v)
+                is_dir = self._check_host_path(v).is_dir()
                 for path in self.mounts[v["name"]]:  # where the node mounts it
                     mount_point = host_path(self.root, path)
-                    if self._host_source(v).is_dir():
+                    if is_dir:
                         mount_point.mkdir(parents=True, exist_ok=True)
                     else:
                         mount_point.parent.mkdir(parents=True, exist_ok=True)
@@ -184,8 +184,9 @@ class Volumes:
         assert self.host is not None
         return self.host.path(v["hostPath"]["path"])
 
-    def _check_host_path(self, v: Mapping[str, Any]) -> None:
-        """The kubelet's checks of a hostPath volume's type (and the creation its type asks for)."""
+    def _check_host_path(self, v: Mapping[str, Any]) -> Path:
+        """The kubelet's checks of a hostPath volume's type (and the creation its type asks for);
+        returns where the volume is on this node."""
         kind = v["hostPath"].get("type") or ""
         source = self._host_source(v)
         where = f"{v['hostPath']['path']} (on this node: {source})"
@@ -199,6 +200,7 @@ class Volumes:
             raise RuntimeError(f"volume {v['name']}: hostPath type check failed: {where} is not a directory")
         if kind in ("File", "FileOrCreate") and not source.is_file():
             raise RuntimeError(f"volume {v['name']}: hostPath type check failed: {where} is not a file")
+        return source
 
     def host_mounts(self, c: Mapping[str, Any]) -> list[Mount]:
         """The container's hostPath mounts, for the node to make in its mount namespace."""

@@ -99,6 +99,12 @@ def istio_manifest(mesh: MeshConfig, cluster: ClusterConfig) -> dict[str, Any]:
     }
 
 
+def sail_manifests(mesh: MeshConfig, cluster: ClusterConfig) -> list[dict[str, Any]]:
+    """The Sail operator's resources a cluster gets whose status tells how it went: `Istio`, and
+    `IstioCNI` when it is ours."""
+    return [istio_manifest(mesh, cluster)] + ([istio_cni_manifest(mesh)] if mesh.manage_istio_cni else [])
+
+
 def istio_revision_tag_manifest(mesh: MeshConfig) -> Optional[dict[str, Any]]:
     """With `updateStrategy: RevisionBased`, the operator names each revision after its version
     (`default-v1-30-3`), so the `istio-injection=enabled` namespaces and the `istio.io/rev: default`

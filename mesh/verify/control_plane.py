@@ -8,7 +8,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ..plan import gateway
 from ..config import ClusterConfig, MeshConfig
-from ..plan.control_plane import istio_cni_manifest, istio_manifest
+from ..plan.control_plane import istio_manifest, sail_manifests
 from ..plan.names import ISTIO_NAMESPACE, istiod_deployment_name
 from .results import (
     CONTROL_PLANE,
@@ -27,7 +27,8 @@ from .results import (
 # --- control plane: Istio, IstioCNI, istiod -----------------------------------------------
 
 
-def _sail_object(custom, manifest: Mapping[str, Any]) -> dict:
+def sail_object(custom, manifest: Mapping[str, Any]) -> dict:
+    """The Sail resource `manifest` names, as it is in the cluster (`custom`: a CustomObjectsApi)."""
     group, version = manifest["apiVersion"].split("/")
     # Both Sail kinds are cluster-scoped; their plurals are the lower-case kind plus "s".
     return custom.get_cluster_custom_object(
@@ -37,14 +38,11 @@ def _sail_object(custom, manifest: Mapping[str, Any]) -> dict:
 
 def check_control_plane(custom, mesh: MeshConfig, cluster: ClusterConfig) -> list[Result]:
     """`Istio` and `IstioCNI` Ready for their current spec, with the operator's message if not."""
-    manifests = [istio_manifest(mesh, cluster)]
-    if mesh.manage_istio_cni:
-        manifests.append(istio_cni_manifest(mesh))
     results = []
-    for manifest in manifests:
+    for manifest in sail_manifests(mesh, cluster):
         item = f"{manifest['kind']} {manifest['metadata']['name']}"
         try:
-            obj = _sail_object(custom, manifest)
+            obj = sail_object(custom, manifest)
         except ApiException as error:
             if not _not_found(error):
                 raise
@@ -61,9 +59,8 @@ def check_control_plane(custom, mesh: MeshConfig, cluster: ClusterConfig) -> lis
         elif ready.get("status") != "True":
             said = ": ".join(filter(None, (ready.get("reason"), ready.get("message"))))
             problems.append(f"not Ready (state {status.get('state', 'unknown')}): {said or 'no Ready condition yet'}")
-        elif conditions(obj).get("Reconciled", {}).get("status") == "False":
+        elif (reconciled := conditions(obj).get("Reconciled", {})).get("status") == "False":
             # What runs is Ready, but it is not what the spec asks for: the operator refused it.
-            reconciled = conditions(obj)["Reconciled"]
             said = ": ".join(filter(None, (reconciled.get("reason"), reconciled.get("message"))))
             problems.append(
                 f"Ready, but the operator could not apply its spec (state {status.get('state', 'unknown')}): {said}"
@@ -100,7 +97,7 @@ def active_revision(custom, mesh: MeshConfig, cluster: ClusterConfig) -> Optiona
     None when there is no `Istio` resource."""
     manifest = istio_manifest(mesh, cluster)
     try:
-        istio = _sail_object(custom, manifest)
+        istio = sail_object(custom, manifest)
     except ApiException as error:
         if not _not_found(error):
             raise
