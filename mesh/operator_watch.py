@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Optional
+from typing import Any, Optional
 
 from .config import MeshConfig
 from .plan import operator_versions
@@ -65,43 +65,51 @@ def refusals(found: dict[tuple[str, str], Optional[str]]) -> list[tuple[str, str
     ]
 
 
-async def watch(
-    settings: MeshConfig, clients: dict[str, Any], settled: Awaitable[None], interval: float = INTERVAL_SECONDS
-) -> None:
-    """Until every reachable cluster's resources are reconciled at the version, the engine is done
-    with them (`settled`: registered, or failed), or mesh:readyTimeout has passed: report as soon
-    as an operator refuses the version."""
+def engine_answers(monitor: Any) -> bool:
+    """Whether the engine that runs this program still answers: when its update ends, failed or
+    not, its resource monitor goes away."""
+    import grpc
+    from pulumi.runtime.proto import resource_pb2
+
+    try:
+        monitor.SupportsFeature(resource_pb2.SupportsFeatureRequest(id="secrets"), timeout=5)
+        return True
+    except grpc.RpcError:
+        return False
+
+
+async def watch(settings: MeshConfig, clients: dict[str, Any], interval: float = INTERVAL_SECONDS) -> None:
+    """Until every reachable cluster's resources are reconciled at the version, mesh:readyTimeout
+    has passed, or the update is over: report as soon as an operator refuses the version.
+
+    A program must not outlive its update: after a failed update the engine never answers the
+    program's last registrations, and under the Automation API the next update runs in the same
+    process, whose engine connection (process-wide in the Python SDK) the late program would use."""
     import pulumi
 
     loop = asyncio.get_running_loop()
-    # The engine connection is process-wide (the root resource is per thread): another program
-    # that starts in this process replaces it.
     monitor = pulumi.runtime.settings.get_monitor()
-    done = asyncio.ensure_future(settled)
     deadline = time.monotonic() + settings.ready_timeout_seconds
     pending = dict(clients)
-    try:
-        while pending and time.monotonic() < deadline:
-            settled_before = done.done()
-            for cluster in list(pending):
-                try:
-                    objects = await loop.run_in_executor(None, read, settings, {cluster: pending[cluster]})
-                    found = verdicts(settings, objects)
-                except Exception:  # noqa: BLE001 - a cluster that stops answering is the engine's to report
-                    pending.pop(cluster)
-                    continue
-                refused = refusals(found)
-                if refused:
-                    # Said now: the engine ends the update only once its wait on the refused resource
-                    # times out (it waits for steps in flight whatever the program says).
-                    pulumi.log.error(operator_versions.refused_at_reconcile(settings.istio_version, refused))
-                    return
-                if all(said == operator_versions.ACCEPTED for said in found.values()):
-                    pending.pop(cluster)
-            # Settled before these reads, or another program now runs in this process.
-            if settled_before or pulumi.runtime.settings.get_monitor() is not monitor:
+    while pending and time.monotonic() < deadline:
+        for cluster in list(pending):
+            try:
+                objects = await loop.run_in_executor(None, read, settings, {cluster: pending[cluster]})
+                found = verdicts(settings, objects)
+            except Exception:  # noqa: BLE001 - a cluster that stops answering is the engine's to report
+                pending.pop(cluster)
+                continue
+            refused = refusals(found)
+            if refused:
+                # Said now: the engine ends the update only once its wait on the refused resource
+                # times out (it waits for steps in flight whatever the program says).
+                pulumi.log.error(operator_versions.refused_at_reconcile(settings.istio_version, refused))
                 return
-            if pending:
-                await asyncio.wait([done], timeout=interval)
-    finally:
-        done.cancel()
+            if all(said == operator_versions.ACCEPTED for said in found.values()):
+                pending.pop(cluster)
+        if pending:
+            await asyncio.sleep(interval)
+            if pulumi.runtime.settings.get_monitor() is not monitor:
+                return  # another program runs in this process now
+            if not await loop.run_in_executor(None, engine_answers, monitor):
+                return

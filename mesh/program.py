@@ -8,7 +8,6 @@ config, its own last outputs, the clock, and whether each cluster answers; the p
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import ipaddress
 import os
@@ -26,23 +25,10 @@ from .plan.mesh import LAST_OUTPUTS, MeshPlan, plan_mesh
 
 def main() -> None:
     plan, reachable = checked_plan_and_clients()
-    mesh = build(plan)
+    build(plan)
     if reachable and not pulumi.runtime.is_dry_run():
-        # While the engine applies the resources: an operator's refusal of the version, at once;
-        # until those resources have settled, one way or the other (a program must not outlive its
-        # update: under the Automation API the next one runs in the same process).
-        watched = [
-            resource.id
-            for cluster in mesh.clusters.values()
-            for resource in (cluster.control_plane.cni, cluster.control_plane.istio)
-            if resource is not None
-        ]
-        pulumi.run(lambda: operator_watch.watch(plan.config, reachable, settled(watched)))
-
-
-async def settled(outputs: list[pulumi.Output]) -> None:
-    """Once each of these outputs is known or has failed."""
-    await asyncio.gather(*(o.future() for o in outputs), return_exceptions=True)
+        # While the engine applies the resources: an operator's refusal of the version, at once.
+        pulumi.run(lambda: operator_watch.watch(plan.config, reachable))
 
 
 def checked_plan() -> MeshPlan:
