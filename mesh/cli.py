@@ -18,6 +18,7 @@ import yaml
 from cryptography import x509
 
 from . import config
+from .config import kinds
 from . import verify as v
 
 PULUMI_JSON_KEYS = {"value", "secret", "objectValue"}
@@ -123,8 +124,14 @@ def traffic_table(report: v.Report, results: Sequence[v.Result]) -> str:
 
 def render(report: v.Report) -> str:
     where = ", ".join(f"{version} on {' and '.join(names)}" for version, names in report.expected_versions.items())
+    sent = (
+        f"{report.held['seconds']:.0f} s of steady traffic ({report.held['ratePerStream']:g}/s on new connections and "
+        f"{report.held['ratePerStream']:g}/s on one kept-alive connection)"
+        if report.held
+        else f"{report.requests} requests or more"
+    )
     titles = {
-        v.TRAFFIC: f"{v.TRAFFIC}: {report.requests} requests or more from each cluster's sleep to {v.HELLOWORLD_URL} "
+        v.TRAFFIC: f"{v.TRAFFIC}: {sent} from each cluster's sleep to {v.HELLOWORLD_URL} "
         f"(deployed: {where}), each answer's cluster read from the pod that gave it"
     }
     sections = []
@@ -158,6 +165,13 @@ def _positive(kind: type, noun: str):
     return parse
 
 
+def _duration(text: str) -> float:
+    try:
+        return float(kinds.duration_seconds(int(text) if text.isdigit() else text))
+    except kinds.Refused:
+        raise argparse.ArgumentTypeError(f"expected a duration above 0 such as 60s, 5m or 1h, not {text!r}") from None
+
+
 def _at_least_zero(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected a whole number, 0 or more, not {text!r}")
@@ -187,6 +201,21 @@ def parser() -> argparse.ArgumentParser:
         default=10,
         metavar="N",
         help="curl requests per source cluster, at least (10; up to 4x while a cluster has not answered)",
+    )
+    verify.add_argument(
+        "--traffic-for",
+        type=_duration,
+        metavar="DURATION",
+        help="instead of --requests: hold steady traffic this long (60s, 5m) from every cluster's sleep, "
+        "--rate requests/s on new connections and as many on one kept-alive connection, and report each "
+        "pair's failures and latency; run it beside a rotation",
+    )
+    verify.add_argument(
+        "--rate",
+        type=_positive(float, "a number of requests per second"),
+        default=v.Settings.rate,
+        metavar="PER_SECOND",
+        help=f"with --traffic-for: requests per second on each of a source's two streams ({v.Settings.rate:g})",
     )
     verify.add_argument(
         "--tolerate",
@@ -231,6 +260,8 @@ def run_verify(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         request_timeout=args.request_timeout,
         mesh_roots=load_roots(args.root_cert),
+        traffic_for=args.traffic_for,
+        rate=args.rate,
     )
     apis = {}
     try:

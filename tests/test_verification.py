@@ -705,7 +705,8 @@ def test_a_sleep_that_cannot_be_reached_stops_at_the_first_try(mesh):
 
 def test_curl_is_the_articles_with_a_deadline_and_its_own_timing():
     assert v.curl_command(14) == [
-        "curl", "-sS", "--max-time", "14", "-w", r"\n%{http_code} %{time_total}\n", "helloworld.sample:5000/hello"
+        "curl", "-sS", "--max-time", "14", "-w", r"\n%{http_code} %{time_total} %{num_connects}\n",
+        "helloworld.sample:5000/hello",
     ]  # fmt: skip
 
 

@@ -121,7 +121,8 @@ def _whole_schema(least: int) -> dict[str, Any]:
     return {"oneOf": [{"type": "integer", "minimum": least}, {"type": "string", "pattern": pattern}]}
 
 
-def _duration(value: Any) -> int:
+def duration_seconds(value: Any) -> int:
+    """A duration as the config takes it (60, "60s", "5m", "1h"), in seconds; Refused otherwise."""
     if _is_int(value) and value > 0:
         return value
     match = _DURATION.match(value) if isinstance(value, str) else None
@@ -313,7 +314,7 @@ NON_NEGATIVE = Kind("a whole number, 0 or more", _whole_schema(0), _at_least(0))
 DURATION = Kind(
     "a duration such as '90s', '10m' or '1h', or seconds as a number",
     {"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^0*[1-9][0-9]*[smh]$"}]},
-    _duration,
+    duration_seconds,
 )
 API_SERVER_URL = Kind(
     "an https:// URL of the API server, e.g. https://api.east.example.com:6443",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Optional
 
 import kubernetes
 from cryptography import x509
@@ -37,6 +37,7 @@ from .results import (
 )
 from .issuance import NOT_CERT_MANAGER, check_issuance
 from .trust import check_cacerts, read_cacerts
+from . import steady
 from .traffic import Exec, TrafficRow, expected_versions, helloworld_pods, measure_traffic, traffic_results
 from .workloads import check_sample_pods
 
@@ -56,6 +57,10 @@ class Settings:
     mesh_roots: tuple[x509.Certificate, ...] = ()
     """The roots the mesh should trust (`pulumi stack output rootCertificate`); () skips that check."""
     interval: float = 2.0
+    traffic_for: Optional[float] = None
+    """Hold steady traffic this many seconds instead of `requests` (mesh verify --traffic-for)."""
+    rate: float = 10.0
+    """With traffic_for: requests per second per source, on each of its two streams."""
 
 
 @dataclass
@@ -64,6 +69,8 @@ class Report:
     traffic: list[TrafficRow]
     requests: int
     expected_versions: dict[str, list[str]]
+    held: Optional[dict[str, Any]] = None
+    """With --traffic-for: the steady traffic's figures per source and stream."""
 
     @property
     def ok(self) -> bool:
@@ -87,6 +94,7 @@ class Report:
                 "requests": self.requests,
                 "expectedVersions": self.expected_versions,
                 "sources": {row.source: row.to_dict() for row in self.traffic},
+                **({"held": self.held} if self.held else {}),
             },
         }
 
@@ -197,6 +205,7 @@ def verify(
     )
 
     rows: list[TrafficRow] = []
+    held_figures: Optional[dict[str, Any]] = None
     if not mesh.sample_apps:
         for check in (SAMPLE_PODS, REMOTE_ENDPOINTS, TRAFFIC):
             results.append(Result(check, "-", "-", SKIP, "mesh:sampleApps is false: no sample apps deployed"))
@@ -238,9 +247,15 @@ def verify(
                         pass
                     return known
 
-                rows = measure_traffic(mesh, exec_, instances, settings.requests, progress, deadline)
+                if settings.traffic_for:
+                    held = steady.hold(
+                        mesh, apis, instances, settings.traffic_for, settings.rate, settings.request_timeout, progress
+                    )
+                    rows, held_figures = steady.rows_of(held), steady.figures(held)
+                else:
+                    rows = measure_traffic(mesh, exec_, instances, settings.requests, progress, deadline)
                 for row in rows:
                     if row.exec_error and row.source in nodeless:
                         row.exec_error = f"{row.exec_error}; {NO_NODE}"
                 results += [r for row in rows for r in traffic_results(row, settings.tolerate)]
-    return Report(results, rows, settings.requests, expected_versions(mesh))
+    return Report(results, rows, settings.requests, expected_versions(mesh), held_figures)

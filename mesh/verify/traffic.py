@@ -28,8 +28,10 @@ Exec = Callable[[str], str]
 Instances = Callable[[], Mapping[str, str]]
 """helloworld pod name -> the cluster it runs in, read afresh at each call."""
 
-# curl's own timing, after the body: the status code and the request's total seconds.
-_TRAILER = re.compile(r"^(?P<code>\d{3}) (?P<seconds>\d+(?:\.\d+)?)$", re.MULTILINE)
+# curl's own timing, after the body: the status code, the request's total seconds, and the
+# connections curl opened for it (0 on a kept-alive connection).
+TRAILER_FORMAT = r"\n%{http_code} %{time_total} %{num_connects}\n"
+_TRAILER = re.compile(r"^(?P<code>\d{3}) (?P<seconds>\d+(?:\.\d+)?)(?: (?P<connects>\d+))?$", re.MULTILINE)
 UNKNOWN = "(no cluster)"
 """Where an answer came from when no cluster has a helloworld pod of that name."""
 MORE = 4
@@ -44,8 +46,7 @@ class ExecError(Exception):
 def curl_command(timeout: float) -> list[str]:
     """The article's curl, with a deadline (a blackholed gateway must not leave curl waiting
     longer than we do) and curl's own timing of the request written after the body."""
-    return ["curl", "-sS", "--max-time", str(int(max(timeout, 1))), "-w", r"\n%{http_code} %{time_total}\n",
-            HELLOWORLD_URL]  # fmt: skip
+    return ["curl", "-sS", "--max-time", str(int(max(timeout, 1))), "-w", TRAILER_FORMAT, HELLOWORLD_URL]
 
 
 class PodExec:
@@ -65,12 +66,16 @@ class PodExec:
             self._pods[cluster.name] = ready[0].metadata.name
         return self._pods[cluster.name]
 
-    def __call__(self, cluster_name: str) -> str:
+    def target(self, cluster_name: str, core) -> tuple[str, str]:
+        """(pod, container) to exec into: a Ready sleep pod of the cluster."""
         cluster = self.clusters[cluster_name]
+        container = sample_deployments(cluster)[SLEEP]["spec"]["template"]["spec"]["containers"][0]["name"]
+        return self._pod(core, cluster), container
+
+    def __call__(self, cluster_name: str) -> str:
         core = kubernetes.client.CoreV1Api(self.apis[cluster_name])
         try:
-            pod = self._pod(core, cluster)
-            container = sample_deployments(cluster)[SLEEP]["spec"]["template"]["spec"]["containers"][0]["name"]
+            pod, container = self.target(cluster_name, core)
             return stream(
                 core.connect_get_namespaced_pod_exec,
                 pod,
@@ -94,6 +99,7 @@ class Reply:
     instance: Optional[str] = None
     seconds: Optional[float] = None
     error: Optional[str] = None
+    connects: Optional[int] = None
 
 
 def parse_response(output: str) -> Reply:
@@ -105,12 +111,27 @@ def parse_response(output: str) -> Reply:
     # The exec stream joins stdout and stderr as they arrive: curl's message may follow the trailer.
     body = output[: trailer.start()] + output[trailer.end() :] if trailer else output
     code = trailer["code"] if trailer else None
+    connects = int(trailer["connects"]) if trailer and trailer["connects"] else None
     match = _HELLO.search(body)
     if match and code in (None, "200"):
-        return Reply(match["version"], match["instance"], float(trailer["seconds"]) if trailer else None)
+        seconds = float(trailer["seconds"]) if trailer else None
+        return Reply(match["version"], match["instance"], seconds, connects=connects)
     lines = [line.strip() for line in body.splitlines() if line.strip()]
-    first = lines[0] if lines else "empty response"
-    return Reply(error=f"HTTP {code}: {first}" if code not in (None, "000") else first)
+    first = lines[0] if lines else NO_ANSWER
+    return Reply(error=f"HTTP {code}: {first}" if code not in (None, "000") else first, connects=connects)
+
+
+NO_ANSWER = "empty response"
+
+
+def split_responses(text: str) -> tuple[list[Reply], str]:
+    """The replies of every whole response in `text` (curl's output of one request after another,
+    stdout only: each ends with its trailer), and the rest still to come."""
+    replies, start = [], 0
+    for trailer in _TRAILER.finditer(text):
+        replies.append(parse_response(text[start : trailer.end()]))
+        start = trailer.end()
+    return replies, text[start:]
 
 
 def percentile(values: list[float], share: float) -> float:
