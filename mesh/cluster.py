@@ -10,6 +10,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
+from . import kube
 from .cert_manager import IssuedIntermediate
 from .certificate_authority import IntermediateArgs, IntermediateCertificateAuthority, MeshRoots
 from .config import ClusterConfig
@@ -124,6 +125,9 @@ class MeshCluster(pulumi.ComponentResource):
             RemoteReaderArgs(plan.reader, args.reader_token_rotation, seconds, self.control_plane.namespace),
             child,
         )
-        if plan.samples:
-            SampleApps(name, SampleAppsArgs(plan.samples, istio), child)
+        samples = SampleApps(name, SampleAppsArgs(plan.samples, istio), child) if plan.samples else None
+        for rule in plan.failover:
+            # After Istio (its CRDs' user) and the sample apps (the `sample` namespace).
+            after = [istio, *([samples] if samples else [])]
+            kube.create(name, rule, pulumi.ResourceOptions(parent=self, depends_on=after))
         self.register_outputs({"gateway_address": self.gateway.address})

@@ -334,6 +334,25 @@ class LabNetwork:
         ]
         in_netns(self.wan, "iptables-restore", input="\n".join(nat + filter_) + "\n")
 
+    # -- partitions --------------------------------------------------------------------------------
+
+    def blackhole(self, address: str) -> None:
+        """Every packet to `address` (a load balancer's) dropped where the clusters meet, open
+        connections too, as when a cloud's load balancer or the link to its region is lost: a
+        client's connect times out. In the raw table, which the load balancers' rewrite of nat and
+        filter leaves alone, and before connection tracking, so its translation never applies."""
+        if address not in self.blackholed():
+            in_netns(self.wan, "iptables", "-t", "raw", "-A", "PREROUTING", "-d", f"{address}/32", "-j", "DROP")
+
+    def restore(self, address: str) -> None:
+        """Undo `blackhole`."""
+        while address in self.blackholed():
+            in_netns(self.wan, "iptables", "-t", "raw", "-D", "PREROUTING", "-d", f"{address}/32", "-j", "DROP")
+
+    def blackholed(self) -> list[str]:
+        rules = in_netns(self.wan, "iptables", "-t", "raw", "-S", "PREROUTING")
+        return [line.split()[3].removesuffix("/32") for line in rules.splitlines() if line.endswith("-j DROP")]
+
 
 def leftovers(prefix: str) -> list[str]:
     """The namespaces and host links of a lab's block still on this host (none after its `down`)."""

@@ -210,6 +210,20 @@ def _cidrs(value: Any) -> tuple[str, ...]:
     return tuple(result)
 
 
+_SERVICE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _services(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise Refused()
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not _SERVICE.match(item):
+            raise Refused("a Service as <name>.<namespace>, such as 'helloworld.sample'", at=f"[{index}]", value=item)
+    if len(set(value)) != len(value):
+        raise Refused("each Service once")
+    return tuple(value)
+
+
 def _rotation(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
         raise Refused()
@@ -368,6 +382,11 @@ CIDRS = Kind(
     "a list of CIDR ranges such as ['203.0.113.0/24']",
     {"type": "array", "items": {"type": "string", "pattern": r"^[0-9a-fA-F.:]+/[0-9]{1,3}$"}},
     _cidrs,
+)
+SERVICES = Kind(
+    "a list of Services as <name>.<namespace>, such as ['helloworld.sample']",
+    {"type": "array", "items": {"type": "string", "pattern": _SERVICE.pattern}, "uniqueItems": True},
+    _services,
 )
 ROTATION = Kind(
     "a non-empty string or number; change it to rotate",

@@ -78,6 +78,19 @@ class CertificateConfig:
 
 
 @dataclass(frozen=True)
+class FailoverConfig:
+    """Outlier detection and locality failover for chosen Services (mesh/plan/failover.py); off
+    while `services` is empty."""
+
+    services: tuple[str, ...]
+    """`<name>.<namespace>` of each Service that gets a DestinationRule on every cluster."""
+    consecutive_errors: int
+    interval_seconds: int
+    base_ejection_seconds: int
+    connect_timeout_seconds: int
+
+
+@dataclass(frozen=True)
 class MeshConfig:
     clusters: tuple[ClusterConfig, ...]
     mesh_id: str
@@ -95,3 +108,4 @@ class MeshConfig:
     gateway_extra_source_ranges: tuple[str, ...]
     gateway_allow_open_to_internet: bool
     reader_token_rotation: str
+    failover: FailoverConfig

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional, Union
 
 from . import kinds, rules
 from .errors import NAMESPACE
-from .model import CertificateConfig, ClusterConfig, MeshConfig, VaultConfig
+from .model import CertificateConfig, ClusterConfig, FailoverConfig, MeshConfig, VaultConfig
 
 REQUIRED = object()
 
@@ -161,6 +161,51 @@ CERTIFICATES = Section(
     rules.certificates,
 )
 
+FAILOVER = Section(
+    (
+        Key(
+            "services",
+            kinds.SERVICES,
+            "the Services (`<name>.<namespace>`) that get a DestinationRule with outlier detection and locality "
+            'failover on every cluster; empty: off (docs/operations.md, "Failover")',
+            (),
+            "`[]` (off)",
+        ),
+        Key(
+            "consecutiveErrors",
+            kinds.POSITIVE,
+            "errors in a row (5xx, connect failures, resets) after which an endpoint is ejected",
+            3,
+        ),
+        Key(
+            "interval",
+            kinds.DURATION,
+            "how often Envoy's outlier detection sweeps",
+            1,
+            "`1s`",
+            field="interval_seconds",
+        ),
+        Key(
+            "baseEjectionTime",
+            kinds.DURATION,
+            "how long an ejected endpoint stays out (longer each time it is ejected again)",
+            30,
+            "`30s`",
+            field="base_ejection_seconds",
+        ),
+        Key(
+            "connectTimeout",
+            kinds.DURATION,
+            "how long a sidecar waits for a connection (Istio's default is 10 s: a gateway that stopped answering "
+            "holds each request that long)",
+            1,
+            "`1s`",
+            field="connect_timeout_seconds",
+        ),
+    ),
+    FailoverConfig,
+)
+
 CLUSTER = Section(
     (
         Key("name", kinds.LABEL, "names the provider and the resources (`east`); unique"),
@@ -275,6 +320,7 @@ MESH = Section(
             False,
         ),
         Key("readerTokenRotation", kinds.ROTATION, "change it to rotate every reader token", "1"),
+        Key("failover", FAILOVER, "outlier detection and locality failover for chosen Services (keys below)", {}),
     ),
     MeshConfig,
     rules.mesh,

@@ -28,6 +28,7 @@ from .reader import reader_manifests
 from .remote_secrets import remote_secret_pairs
 from .renewal import renewal_generation
 from .roots import RootPlan, next_root_state, previous_root_state, root_settings
+from .failover import failover_manifests
 from .samples import sample_manifests
 from .vault import check_root_source
 
@@ -59,6 +60,8 @@ class ClusterPlan:
     cross_network_gateway: dict[str, Any]
     reader: list[dict[str, Any]]
     samples: Optional[list[dict[str, Any]]]
+    failover: list[dict[str, Any]]
+    """The DestinationRules of `mesh:failover` (mesh/plan/failover.py); [] while it is off."""
     issued_intermediate: Optional[Issuance]
     """What cert-manager issues `cacerts` from (backend cert-manager), else None."""
     cacerts: CacertsStep
@@ -93,6 +96,7 @@ def _cluster(
         cross_network_gateway=cross_network_gateway_manifest(),
         reader=reader_manifests(mesh.reader_access),
         samples=sample_manifests(cluster.helloworld_version, mesh.await_workloads) if mesh.sample_apps else None,
+        failover=failover_manifests(mesh),
         issued_intermediate=issuance(cluster, mesh.certificates)
         if mesh.certificates.backend == "cert-manager"
         else None,

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -28,7 +29,8 @@ from lab.nodes import node
 from lab.lab import Lab
 from mesh import config as mesh_settings
 from mesh import verify as v
-from mesh.verify import istiod_access
+from mesh.verify import istiod_access, steady
+from mesh.verify import traffic as one_shot_traffic
 from mesh.verify import istiod_answers as istiod_checks
 
 from . import istio_clients
@@ -199,6 +201,63 @@ def step6(mesh: DeployedMesh, cluster: str, times: int = 10) -> list[str]:
         timeout=300,
     )
     return [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+
+
+class Traffic:
+    """Steady traffic from both sides for a whole module (mesh/verify/steady.py, as `mesh verify
+    --traffic-for` runs it): tests mark each operation, then read what it cost."""
+
+    def __init__(self, mesh: DeployedMesh, rate: float = 10.0, max_seconds: float = 1200.0):
+        settings = mesh_settings.parse(mesh.config)
+        apis = {c.name: mesh.client(c.name) for c in settings.clusters}
+        cores = {name: kubernetes.client.CoreV1Api(api) for name, api in apis.items()}
+        self.run = steady.SteadyTraffic(
+            settings, apis, lambda: one_shot_traffic.helloworld_pods(cores), rate=rate, max_seconds=max_seconds
+        )
+
+    def __enter__(self) -> "Traffic":
+        self.run.start()
+        self.run.wait_until_answered(timeout=60)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.run.stop()
+
+    def phase(self, label: str) -> None:
+        self.run.mark(label)
+
+    def tallies(self, label: str):
+        return steady.by_phase(self.run)[label]
+
+    def table(self) -> str:
+        """Per phase and source/stream: sent, failed, versions, p50/p99, the first error."""
+        lines = []
+        for label, tallies in steady.by_phase(self.run).items():
+            for (source, stream), t in tallies.items():
+                first = next(iter(t.errors), "")
+                lines.append(
+                    f"{label:>24} {source:>5} {stream:>4} sent {t.sent:4} failed {t.failed:3} "
+                    f"versions {dict(sorted(t.versions.items()))} p50 {t.latency_ms(0.5) or 0:.1f} ms "
+                    f"p99 {t.latency_ms(0.99) or 0:.1f} ms {first}"
+                )
+        return "\n".join(lines)
+
+    def assert_none_failed(self, label: str) -> None:
+        tallies = self.tallies(label)
+        lost = {key: t.failed for key, t in tallies.items() if t.failed}
+        assert not lost, f"phase {label!r} lost requests {lost}:\n{self.table()}"
+        for (source, stream), t in tallies.items():
+            assert t.sent > 0, f"phase {label!r}: {source}'s {stream} stream sent nothing:\n{self.table()}"
+
+    def assert_both_versions_answer(self, label: str) -> None:
+        """From each source, on the two streams together, both versions answered in that phase."""
+        tallies = self.tallies(label)
+        for source in {s for s, _ in tallies}:
+            versions = sum((t.versions for (s, _), t in tallies.items() if s == source), Counter())
+            assert set(versions) == set(HELLO_VERSIONS), f"{label}: {source} heard {dict(versions)}\n{self.table()}"
+
+
+HELLO_VERSIONS = ("v1", "v2")
 
 
 # --- the lab's real istiods -----------------------------------------------------------------

@@ -5,12 +5,17 @@ against every cluster's `root-cert.pem`: no moment where two clusters distrust e
 ways: issued with openssl from the `cacerts` files, and issued by each cluster's real istiod,
 which must take every phase's `cacerts` without a restart and keep every peer synced. The rotation also changes the key algorithm (RSA to ECDSA), which is what a root
 rotation is often for. Tests run in the order written and share one `up`.
+
+And all the while, steady traffic from both clusters' sleeps to helloworld through the real
+sidecars and east-west gateways (new connections and one kept-alive connection per side): no
+phase may lose a request, and both versions must still answer from both sides.
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
+import time
 
 import kubernetes
 import pytest
@@ -28,6 +33,7 @@ from .conftest import (
     openssl,
     refused_up,
     synced_peers,
+    Traffic,
     update,
 )
 
@@ -46,11 +52,33 @@ def first(mesh):
     return {"root": mesh.outputs["rootCertificate"], "cacerts": {name: cacerts(mesh, name) for name in CLUSTERS}}
 
 
-def rotate(mesh, phase, wait_hours=0):
+SETTLE_SECONDS = 15
+"""Traffic counted after each `up`, while istiod and the proxies take the new cacerts."""
+
+
+@pytest.fixture(scope="module")
+def traffic(mesh):
+    with Traffic(mesh) as running:
+        running.phase("before")
+        yield running
+    print(running.table())
+
+
+def rotate(mesh, phase, traffic, wait_hours=0):
     certificates = {"keyAlgorithm": "ECDSA", "rootGeneration": 1, "rootRotationWaitHours": wait_hours}
     if phase:
         certificates["rootRotation"] = phase
+    name = phase or "end"
+    traffic.phase(f"up {name}")
     update(mesh, certificates=certificates)
+    traffic.phase(f"after {name}")
+    time.sleep(SETTLE_SECONDS)
+    traffic.phase(f"past {name}")
+    for label in (f"up {name}", f"after {name}"):
+        traffic.assert_none_failed(label)
+    traffic.assert_both_versions_answer(f"after {name}")
+    for source in CLUSTERS:  # the one kept-alive connection per side held through every phase
+        assert traffic.tallies(f"after {name}")[(source, "kept")].connects == 0, traffic.table()
     return {name: cacerts(mesh, name) for name in CLUSTERS}
 
 
@@ -151,11 +179,13 @@ def test_a_rotation_on_a_stack_without_a_root_is_refused_before_any_cluster_obje
         remove_stack(stack)
 
 
-def test_before_rotation_one_root_signs_and_is_trusted(mesh, first, istiod_pids, tmp_path):
+def test_before_rotation_one_root_signs_and_is_trusted(mesh, first, istiod_pids, traffic, tmp_path):
     assert len(certificates(first["root"])) == 1
     assert root_resources(mesh) == {"mesh-root-ca-cert": True}
     assert_every_cluster_trusts_every_other(first["cacerts"], tmp_path)
     assert_istiods_follow(mesh, istiod_pids, tmp_path)
+    traffic.assert_none_failed("before")
+    traffic.assert_both_versions_answer("before")
 
 
 def test_a_step_that_skips_trust_is_refused_and_changes_nothing(mesh, first):
@@ -167,8 +197,8 @@ def test_a_step_that_skips_trust_is_refused_and_changes_nothing(mesh, first):
     assert {name: cacerts(mesh, name) for name in CLUSTERS} == first["cacerts"]
 
 
-def test_trust_puts_the_new_root_beside_the_old_in_every_cluster(mesh, first, istiod_pids, tmp_path):
-    now = rotate(mesh, "trust")
+def test_trust_puts_the_new_root_beside_the_old_in_every_cluster(mesh, first, istiod_pids, traffic, tmp_path):
+    now = rotate(mesh, "trust", traffic)
     old_root = first["root"]
     bundle = mesh.outputs["rootCertificate"]
     roots = certificates(bundle)
@@ -194,9 +224,9 @@ def test_sign_is_refused_until_the_wait_has_passed(mesh):
     assert "rootRotationWaitHours 24" in message
 
 
-def test_sign_issues_every_intermediate_under_the_new_root(mesh, first, istiod_pids, tmp_path):
+def test_sign_issues_every_intermediate_under_the_new_root(mesh, first, istiod_pids, traffic, tmp_path):
     before = {name: cacerts(mesh, name) for name in CLUSTERS}
-    now = rotate(mesh, "sign")
+    now = rotate(mesh, "sign", traffic)
     old_root, new_root = certificates(mesh.outputs["rootCertificate"])
     assert old_root == first["root"]
     for name, files in now.items():
@@ -215,9 +245,9 @@ def test_sign_issues_every_intermediate_under_the_new_root(mesh, first, istiod_p
     assert_istiods_follow(mesh, istiod_pids, tmp_path)
 
 
-def test_retire_drops_the_old_root_from_every_bundle_and_unprotects_it(mesh, istiod_pids, tmp_path):
+def test_retire_drops_the_old_root_from_every_bundle_and_unprotects_it(mesh, istiod_pids, traffic, tmp_path):
     signed = {name: cacerts(mesh, name) for name in CLUSTERS}
-    now = rotate(mesh, "retire")
+    now = rotate(mesh, "retire", traffic)
     (new_root,) = certificates(mesh.outputs["rootCertificate"])
     for name, files in now.items():
         assert files["root-cert.pem"] == new_root
@@ -228,8 +258,8 @@ def test_retire_drops_the_old_root_from_every_bundle_and_unprotects_it(mesh, ist
     assert_istiods_follow(mesh, istiod_pids, tmp_path)
 
 
-def test_ending_the_rotation_deletes_the_old_root_and_converges(mesh, istiod_pids, tmp_path):
-    now = rotate(mesh, None)
+def test_ending_the_rotation_deletes_the_old_root_and_converges(mesh, istiod_pids, traffic, tmp_path):
+    now = rotate(mesh, None, traffic)
     assert root_resources(mesh) == {"mesh-root-ca-g1-cert": True}
     state = mesh.outputs["rootCertificateAuthority"]
     assert (state["generation"], state["phase"], list(state["settings"])) == (1, "steady", ["1"])
