@@ -4,7 +4,10 @@ rotation (`mesh verify --traffic-for 60s`) and what the lab tests and the benchm
 From each cluster's sleep, two streams to helloworld, each one exec of the pod's own shell and curl
 (the walk-through's sleep image has both), at a bounded rate and for a bounded time:
 
-- `new`: one curl per request, so a new connection each time (a client that connects anew);
+- `new`: one curl per request, so a new connection to its sidecar each time (a client that
+  connects anew; the sidecar may still reuse its own mTLS connection to the answering side, unless
+  a DestinationRule says otherwise: the lab tests ask a Service whose rule allows one request per
+  connection, so that every request is a new mTLS handshake across the mesh);
 - `kept`: one curl for the whole run, its requests one after another on one keep-alive connection
   (a long-lived client); curl reports when it had to connect again.
 
@@ -44,7 +47,7 @@ NEW, KEPT = "new", "kept"
 STREAMS = (NEW, KEPT)
 
 
-def stream_script(kind: str, rate: float, seconds: float, request_timeout: float) -> str:
+def stream_script(kind: str, rate: float, seconds: float, request_timeout: float, url: str = HELLOWORLD_URL) -> str:
     """The shell the sleep pod runs for one stream: bounded in count (rate x seconds) and time, and
     stopped as soon as its stdin closes."""
     count = max(int(rate * seconds), 1)
@@ -52,11 +55,11 @@ def stream_script(kind: str, rate: float, seconds: float, request_timeout: float
     curl = f"curl -sS --max-time {limit} -w '{TRAILER_FORMAT}'"
     if kind == NEW:
         pause = f"{1 / rate:.3f}"
-        body = f"i=0; while [ $i -lt {count} ]; do i=$((i+1)); {curl} {HELLOWORLD_URL}; sleep {pause}; done"
+        body = f"i=0; while [ $i -lt {count} ]; do i=$((i+1)); {curl} {url}; sleep {pause}; done"
     else:
         # curl's URL globbing: `count` requests in sequence on one connection, --rate apart.
         rate_text = f"{max(int(round(rate * 60)), 1)}/m"
-        body = f"exec {curl} --rate {rate_text} '{HELLOWORLD_URL}?request=[1-{count}]'"
+        body = f"exec {curl} --rate {rate_text} '{url}?request=[1-{count}]'"
     # In the foreground: a background job's stdin would be /dev/null. The loop's request in flight
     # ends by its --max-time.
     return f"( {body} ) & pid=$!; read -r _; kill $pid 2>/dev/null; wait"
@@ -96,10 +99,13 @@ class SteadyTraffic:
         max_seconds: float = 600.0,
         request_timeout: float = 5.0,
         streams: Sequence[str] = STREAMS,
+        urls: Optional[Mapping[str, str]] = None,
     ):
         self.mesh, self.apis, self.instances = mesh, apis, instances
         self.rate, self.max_seconds, self.request_timeout = rate, max_seconds, request_timeout
         self.streams = tuple(streams)
+        self.urls = {kind: HELLOWORLD_URL for kind in STREAMS} | dict(urls or {})
+        """What each stream asks: helloworld, unless told otherwise (a Service of the same pods)."""
         self.samples: list[Sample] = []
         self.marks: list[Mark] = []
         self.errors: list[str] = []
@@ -177,7 +183,11 @@ class SteadyTraffic:
                 pod,
                 samples.NAMESPACE,
                 container=container,
-                command=["sh", "-c", stream_script(kind, self.rate, self.max_seconds, self.request_timeout)],
+                command=[
+                    "sh",
+                    "-c",
+                    stream_script(kind, self.rate, self.max_seconds, self.request_timeout, self.urls[kind]),
+                ],
                 stderr=True,
                 stdin=True,
                 stdout=True,
@@ -282,17 +292,22 @@ def failures_by_phase(traffic: SteadyTraffic) -> dict[str, int]:
     return {label: n for label, n in lost.items() if n}
 
 
-def recovery(traffic: SteadyTraffic, since: float) -> Optional[float]:
-    """Seconds from `since` until the last failed request after it (0 when none failed), per the
-    whole traffic; None when requests were still failing when the traffic stopped."""
-    after = sorted((s for s in traffic.samples if s.at >= since), key=lambda s: s.at)
-    failed = [s for s in after if s.failed]
+def recovery(
+    traffic: SteadyTraffic, since: float, until: float = float("inf"), sources: Optional[Sequence[str]] = None
+) -> Optional[float]:
+    """Seconds from `since` to the last failed request before `until` (from `sources`, every
+    source by default): 0 when none failed, None when the last request of the window failed too
+    (not recovered yet)."""
+    window = sorted(
+        (s for s in between(traffic.samples, since, until) if sources is None or s.source in sources),
+        key=lambda s: s.at,
+    )
+    failed = [s for s in window if s.failed]
     if not failed:
         return 0.0
-    last = failed[-1].at
-    if not any(s.at > last and not s.failed for s in after):
+    if window[-1].failed:
         return None
-    return last - since
+    return failed[-1].at - since
 
 
 def rows_of(traffic: SteadyTraffic) -> list[TrafficRow]:

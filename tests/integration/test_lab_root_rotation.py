@@ -7,8 +7,9 @@ which must take every phase's `cacerts` without a restart and keep every peer sy
 rotation is often for. Tests run in the order written and share one `up`.
 
 And all the while, steady traffic from both clusters' sleeps to helloworld through the real
-sidecars and east-west gateways (new connections and one kept-alive connection per side): no
-phase may lose a request, and both versions must still answer from both sides.
+sidecars and east-west gateways: one stream where every request is a new mTLS handshake (checked
+against Envoy's own counters) and one kept-alive connection per side. No phase may lose a
+request, and both versions must still answer from both sides.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def traffic(mesh):
         running.phase("before")
         yield running
     print(running.table())
+    for name in CLUSTERS:
+        running.assert_every_fresh_request_was_a_new_handshake(name)
 
 
 def rotate(mesh, phase, traffic, wait_hours=0):
