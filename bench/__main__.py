@@ -5,6 +5,8 @@
                                               # plane at 2 and 3 clusters
     .venv/bin/python -m bench --smoke         # the smallest of each (CI runs this; no timing assert)
     .venv/bin/python -m bench --markdown      # also print the table as Markdown (docs/benchmark.md's)
+    .venv/bin/python -m bench --sizes= --graph-sizes= --openshift-size 0 --scale-size 0 \
+        --data-plane-sizes=                   # rotations, restarts, failover under traffic alone
 
 Needs the toolchain (`bash setup.sh`): the lab's API servers and istiod, the Pulumi CLI and
 plugins, kubectl, istioctl, openssl, and OpenShift's CRDs (`.venv/openshift-crds`).
@@ -23,7 +25,7 @@ from lab.clusters.crds import default_dir as istio_crds
 from lab.clusters.crds import load as load_crds
 from lab.stack import VENV
 
-from . import data_plane, graph, scale, up
+from . import data_plane, graph, scale, up, without_downtime
 from .report import markdown, render
 
 
@@ -60,6 +62,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--scale-size", type=int, default=100, help="clusters of the large preview (0: none)")
     parser.add_argument("--data-plane-sizes", default="2,3", help="cluster counts for the data plane (default 2,3)")
     parser.add_argument("--data-plane-requests", type=int, default=2000, help="requests per requests/s figure")
+    parser.add_argument(
+        "--without-downtime",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="rotations, restarts and failover under steady traffic, requests counted (default: on; off with --smoke, "
+        "whose lab tests count the same)",
+    )
     parser.add_argument("--runs", type=int, default=3, help="no-op previews/ups per figure (the median is shown)")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     args = parser.parse_args(argv)
@@ -87,6 +96,8 @@ def main(argv: list[str]) -> int:
         (f"data plane, {n} clusters", lambda n=n: data_plane.measure(n, workdir, data_plane_requests))
         for n in data_plane_sizes
     ]
+    if args.without_downtime if args.without_downtime is not None else not args.smoke:
+        parts.append(("without downtime, 2 clusters", lambda: without_downtime.measure(workdir)))
     rows, failed = [], []
     try:
         for name, part in parts:

@@ -39,8 +39,10 @@ def test_each_stream_is_bounded_and_stops_as_soon_as_its_stdin_closes(kind, tmp_
         if kind == "kept"
         else "-lt 200" in script
     )
-    # The pod's sh with a stand-in curl that answers every half second, for as long as it is let.
-    curl = "#!/bin/sh\nwhile :; do printf 'Hello version: v1, instance: x\\n200 0.001 1\\n'; sleep 0.5; done\n"
+    # The pod's sh with a stand-in curl: one answer per request (the kept stream's one curl
+    # answers every half second for as long as it is let).
+    once = "printf 'Hello version: v1, instance: x\\n200 0.001 1\\n'"
+    curl = f"#!/bin/sh\nwhile :; do {once}; sleep 0.5; done\n" if kind == "kept" else f"#!/bin/sh\n{once}\n"
     (tmp_path / "curl").write_text(curl)
     (tmp_path / "curl").chmod(0o755)
     env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}

@@ -553,11 +553,12 @@ def traffic(mesh, outputs, requests=10, tolerate=0, pods=None):
     [
         (timed(HELLO_V1, seconds="0.012500"), v.Reply("v1", "helloworld-v1-776f57d5f6-s7zfc", 0.0125)),
         (HELLO_V2, v.Reply("v2", "helloworld-v2-54df5f84b-9hxgw")),
-        (timed(CURL_REFUSED, "000"), v.Reply(error=CURL_REFUSED.strip())),
-        (timed(ENVOY_RESET, "503"), v.Reply(error=f"HTTP 503: {ENVOY_RESET}")),
-        (timed("no healthy upstream", "503"), v.Reply(error="HTTP 503: no healthy upstream")),
+        # A failure keeps curl's time too: how long the request was held before it failed.
+        (timed(CURL_REFUSED, "000"), v.Reply(error=CURL_REFUSED.strip(), seconds=0.004)),
+        (timed(ENVOY_RESET, "503"), v.Reply(error=f"HTTP 503: {ENVOY_RESET}", seconds=0.004)),
+        (timed("no healthy upstream", "503"), v.Reply(error="HTTP 503: no healthy upstream", seconds=0.004)),
         # helloworld's words with another status are not an answer.
-        (timed(HELLO_V1, "500"), v.Reply(error=f"HTTP 500: {HELLO_V1.strip()}")),
+        (timed(HELLO_V1, "500"), v.Reply(error=f"HTTP 500: {HELLO_V1.strip()}", seconds=0.004)),
         ("", v.Reply(error="empty response")),
     ],
 )
@@ -685,7 +686,7 @@ def test_an_exec_that_fails_mid_run_counts_as_a_failed_request_and_three_in_a_ro
 
 def test_curls_message_after_the_timing_line_is_kept():
     # stdout's trailer first, then stderr's message: the exec stream joins them as they arrive.
-    assert v.parse_response("\n000 0.003\n" + CURL_REFUSED) == v.Reply(error=CURL_REFUSED.strip())
+    assert v.parse_response("\n000 0.003\n" + CURL_REFUSED) == v.Reply(error=CURL_REFUSED.strip(), seconds=0.003)
 
 
 def test_sending_more_stops_at_the_deadline(mesh):

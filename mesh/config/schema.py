@@ -22,6 +22,7 @@ REQUIRED = object()
 # root, both still trusted; retire: only the new root is trusted. docs/root-rotation.md.
 ROOT_ROTATION_PHASES = ("trust", "sign", "retire")
 UPDATE_STRATEGIES = ("InPlace", "RevisionBased")
+FAILOVER_MODES = ("spread", "local-first")
 READER_ACCESS = ("istio-reader", "cluster-reader")
 KEY_ALGORITHMS = ("RSA", "ECDSA")
 RSA_BITS = (2048, 3072, 4096)
@@ -170,6 +171,14 @@ FAILOVER = Section(
             'failover on every cluster; empty: off (docs/operations.md, "Failover")',
             (),
             "`[]` (off)",
+        ),
+        Key(
+            "mode",
+            kinds.choice(*FAILOVER_MODES),
+            "while all is healthy, `spread`: requests go to every cluster (active-active); `local-first`: each "
+            "cluster's requests stay on its own endpoints (Istio's locality failover); a failing cluster is taken "
+            "out either way",
+            "spread",
         ),
         Key(
             "consecutiveErrors",

@@ -7,10 +7,17 @@ cluster's pods behind its east-west gateway), errors in a row (5xx answers, conn
 resets, Envoy's `consecutive_5xx` with local-origin errors counted alike); after
 `consecutiveErrors` of them the endpoint is ejected for `baseEjectionTime` (longer each time) and
 requests go to the others, up to all of them (`maxEjectionPercent: 100`); a connect waits
-`connectTimeout` (Istio's default is 10 s). Locality load balancing is on: where nodes carry
-`topology.kubernetes.io/region` and `zone`, a cluster's requests stay in its own locality while it
-is healthy and fail over when it is ejected; without those labels (the lab), requests stay spread
-over every cluster, and a failing one is taken out.
+`connectTimeout` (Istio's default is 10 s).
+
+`mode` says where requests go while every cluster is healthy:
+
+- `spread` (active-active, the walk-through's both versions from both sides): locality load
+  balancing off in the rule, so requests keep going to every cluster's endpoints, and a failing
+  cluster is taken out. (Outlier detection alone would switch Istio's locality load balancing on:
+  the mesh default `localityLbSetting.enabled` takes effect only with it.)
+- `local-first` (Istio's locality failover): each cluster's requests stay on its own endpoints
+  while they are healthy, and fail over to the other clusters when they are ejected. Measured in
+  the lab: east heard only v1, west only v2, until its own helloworld failed.
 """
 
 from __future__ import annotations
@@ -18,8 +25,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import MeshConfig
+from ..config.schema import FAILOVER_MODES
 
 NETWORKING_API_VERSION = "networking.istio.io/v1"
+SPREAD, LOCAL_FIRST = FAILOVER_MODES
 
 
 def failover_manifests(mesh: MeshConfig) -> list[dict[str, Any]]:
@@ -37,7 +46,10 @@ def failover_manifests(mesh: MeshConfig) -> list[dict[str, Any]]:
                     "host": f"{name}.{namespace}.svc.cluster.local",
                     "trafficPolicy": {
                         "connectionPool": {"tcp": {"connectTimeout": f"{settings.connect_timeout_seconds}s"}},
-                        "loadBalancer": {"simple": "ROUND_ROBIN", "localityLbSetting": {"enabled": True}},
+                        "loadBalancer": {
+                            "simple": "ROUND_ROBIN",
+                            "localityLbSetting": {"enabled": settings.mode == LOCAL_FIRST},
+                        },
                         "outlierDetection": {
                             "consecutive5xxErrors": settings.consecutive_errors,
                             "interval": f"{settings.interval_seconds}s",

@@ -19,6 +19,7 @@ stopped or killed caller leaves nothing running in the pods.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
@@ -44,6 +45,8 @@ from .traffic import (
 )
 
 NEW, KEPT = "new", "kept"
+END_LINE = "--end--"
+_END = re.compile(rf"^{END_LINE}$\n?", re.MULTILINE)
 STREAMS = (NEW, KEPT)
 
 
@@ -54,8 +57,11 @@ def stream_script(kind: str, rate: float, seconds: float, request_timeout: float
     limit = str(int(max(request_timeout, 1)))
     curl = f"curl -sS --max-time {limit} -w '{TRAILER_FORMAT}'"
     if kind == NEW:
+        # On schedule whatever the answers take (a request that hangs does not hold the next
+        # back), each curl's whole output written at once, then the END line.
         pause = f"{1 / rate:.3f}"
-        body = f"i=0; while [ $i -lt {count} ]; do i=$((i+1)); {curl} {url}; sleep {pause}; done"
+        request = f"( out=$({curl} {url} 2>&1); printf '%s\\n{END_LINE}\\n' \"$out\" ) &"
+        body = f"i=0; while [ $i -lt {count} ]; do i=$((i+1)); {request} sleep {pause}; done; wait"
     else:
         # curl's URL globbing: `count` requests in sequence on one connection, --rate apart.
         rate_text = f"{max(int(round(rate * 60)), 1)}/m"
@@ -78,6 +84,11 @@ class Sample:
     @property
     def failed(self) -> bool:
         return self.reply.error is not None
+
+    @property
+    def sent_at(self) -> float:
+        """When it was sent: its answer's time less curl's own time for it."""
+        return self.at - (self.reply.seconds or 0.0)
 
 
 @dataclass(frozen=True)
@@ -204,7 +215,7 @@ class SteadyTraffic:
                 client.update(timeout=0.2)
                 stderr += client.read_stderr() or ""
                 pending += client.read_stdout() or ""
-                replies, pending = split_responses(pending)
+                replies, pending = split_responses(pending, _END if kind == NEW else None)
                 for reply in replies:
                     if reply.error == NO_ANSWER and stderr.strip():
                         # No HTTP answer: curl's own message came on stderr.
@@ -218,7 +229,8 @@ class SteadyTraffic:
 
 
 def between(samples: Iterable[Sample], start: float, end: float) -> list[Sample]:
-    return [s for s in samples if start <= s.at < end]
+    """The requests sent from `start` to `end` (a phase owns what was sent in it)."""
+    return [s for s in samples if start <= s.sent_at < end]
 
 
 def phases(traffic: SteadyTraffic) -> list[tuple[str, float, float]]:
@@ -257,6 +269,19 @@ class Tally:
 
     def latency_ms(self, share: float) -> Optional[float]:
         return percentile(self.seconds, share) * 1000 if self.seconds else None
+
+    @classmethod
+    def merged(cls, parts: Iterable["Tally"]) -> "Tally":
+        total = cls()
+        for part in parts:
+            total.sent += part.sent
+            total.failed += part.failed
+            total.errors += part.errors
+            total.versions += part.versions
+            total.answered_by += part.answered_by
+            total.seconds += part.seconds
+            total.connects += part.connects
+        return total
 
     def to_dict(self) -> dict:
         return {
@@ -300,14 +325,14 @@ def recovery(
     (not recovered yet)."""
     window = sorted(
         (s for s in between(traffic.samples, since, until) if sources is None or s.source in sources),
-        key=lambda s: s.at,
+        key=lambda s: s.sent_at,
     )
     failed = [s for s in window if s.failed]
     if not failed:
         return 0.0
     if window[-1].failed:
         return None
-    return failed[-1].at - since
+    return failed[-1].sent_at - since
 
 
 def rows_of(traffic: SteadyTraffic) -> list[TrafficRow]:

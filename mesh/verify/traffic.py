@@ -113,24 +113,26 @@ def parse_response(output: str) -> Reply:
     code = trailer["code"] if trailer else None
     connects = int(trailer["connects"]) if trailer and trailer["connects"] else None
     match = _HELLO.search(body)
+    seconds = float(trailer["seconds"]) if trailer else None
     if match and code in (None, "200"):
-        seconds = float(trailer["seconds"]) if trailer else None
         return Reply(match["version"], match["instance"], seconds, connects=connects)
     lines = [line.strip() for line in body.splitlines() if line.strip()]
     first = lines[0] if lines else NO_ANSWER
-    return Reply(error=f"HTTP {code}: {first}" if code not in (None, "000") else first, connects=connects)
+    error = f"HTTP {code}: {first}" if code not in (None, "000") else first
+    return Reply(error=error, connects=connects, seconds=seconds)
 
 
 NO_ANSWER = "empty response"
 
 
-def split_responses(text: str) -> tuple[list[Reply], str]:
-    """The replies of every whole response in `text` (curl's output of one request after another,
-    stdout only: each ends with its trailer), and the rest still to come."""
+def split_responses(text: str, end: Optional[re.Pattern] = None) -> tuple[list[Reply], str]:
+    """The replies of every whole response in `text`, and the rest still to come. Responses end
+    with curl's trailer (one curl's output of one request after another, stdout only), or with
+    the line `end` matches (each a whole curl output, stderr included, written at once)."""
     replies, start = [], 0
-    for trailer in _TRAILER.finditer(text):
-        replies.append(parse_response(text[start : trailer.end()]))
-        start = trailer.end()
+    for found in (end or _TRAILER).finditer(text):
+        replies.append(parse_response(text[start : found.start() if end else found.end()]))
+        start = found.end()
     return replies, text[start:]
 
 

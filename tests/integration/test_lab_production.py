@@ -1,12 +1,15 @@
 """Production features on a real two-cluster lab: token rotation, intermediate renewal, a
 refused root change, and `preview` where the clusters cannot be reached.
 
-Tests run in the order written and share one `up`.
+Tests run in the order written and share one `up`, and steady traffic from both sides (a new
+mTLS handshake per request, and one kept-alive connection per side) runs through the token
+rotation and the renewal: neither may lose a request.
 """
 
 from __future__ import annotations
 
 import re
+import time
 
 import kubernetes
 import pytest
@@ -25,6 +28,7 @@ from .conftest import (
     remote_client,
     secret_text,
     synced_peers,
+    Traffic,
     update,
     wait_for,
 )
@@ -42,6 +46,30 @@ def west_endpoint(mesh):
     """West's Ready helloworld pod (v2, run by west's node), which east's real istiod must keep serving."""
     wait_for("east's istiod to hold west's helloworld endpoint", lambda: _watch_once(mesh), timeout=60)
     return {name: istiod_state(mesh, name)["pid"] for name in CLUSTERS}
+
+
+SETTLE_SECONDS = 10
+
+
+@pytest.fixture(scope="module")
+def traffic(mesh):
+    with Traffic(mesh) as running:
+        running.phase("before")
+        yield running
+    print(running.table())
+    for name in CLUSTERS:
+        running.assert_every_fresh_request_was_a_new_handshake(name)
+
+
+def assert_no_request_lost(traffic, label: str) -> None:
+    traffic.phase(f"after {label}")
+    time.sleep(SETTLE_SECONDS)
+    traffic.phase(f"past {label}")
+    for phase in (label, f"after {label}"):
+        traffic.assert_none_failed(phase)
+    traffic.assert_both_versions_answer(f"after {label}")
+    for source in CLUSTERS:
+        assert traffic.tallies(f"after {label}")[(source, "kept")].connects == 0, traffic.table()
 
 
 def _watch_once(mesh) -> bool:
@@ -79,7 +107,9 @@ def opens(kubeconfig: str, source: dict) -> None:
     assert labels["topology.istio.io/network"] == source["network"]
 
 
-def test_token_rotation_switches_every_remote_secret_then_revokes_the_old_token(mesh, west_endpoint):
+def test_token_rotation_switches_every_remote_secret_then_revokes_the_old_token(mesh, west_endpoint, traffic):
+    traffic.assert_none_failed("before")
+    traffic.phase("token rotation")
     before = remote_kubeconfigs(mesh)
     old_secrets = {name: mesh.outputs["clusters"][name]["readerTokenSecret"] for name in CLUSTERS}
     seen = {name: len(istiod_log(mesh, name)) for name in CLUSTERS}
@@ -119,6 +149,7 @@ def test_token_rotation_switches_every_remote_secret_then_revokes_the_old_token(
         with pytest.raises(kubernetes.client.ApiException) as gone:
             mesh.core(name).read_namespaced_secret(secret, "istio-system")
         assert gone.value.status == 404
+    assert_no_request_lost(traffic, "token rotation")
 
 
 def _refused_status(kubeconfig: str, source: dict) -> int | None:
@@ -133,7 +164,8 @@ def _serial(pem: str) -> str:
     return openssl("x509", "-noout", "-serial", input_text=pem).stdout.strip()
 
 
-def test_an_intermediate_inside_its_renewal_window_is_reissued_in_place(mesh, west_endpoint, tmp_path):
+def test_an_intermediate_inside_its_renewal_window_is_reissued_in_place(mesh, west_endpoint, traffic, tmp_path):
+    traffic.phase("renewal by up")
     before = {name: cacerts(mesh, name) for name in CLUSTERS}
     # A window as long as the certificate's life: the intermediates in place are inside it.
     with EndpointWatch(mesh, "east", "cluster2") as watch:
@@ -151,6 +183,7 @@ def test_an_intermediate_inside_its_renewal_window_is_reissued_in_place(mesh, we
         (tmp_path / "ca.pem").write_text(files["ca-cert.pem"])
         verify = openssl("verify", "-CAfile", str(tmp_path / "root.pem"), str(tmp_path / "ca.pem"))
         assert verify.returncode == 0, verify.stderr
+    assert_no_request_lost(traffic, "renewal by up")
     update(mesh, certificates={})
     preview = mesh.stack.preview(color="never")
     assert changes(preview) == {}, preview.stdout

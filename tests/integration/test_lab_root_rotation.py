@@ -23,6 +23,7 @@ import pytest
 from pulumi import automation as auto
 
 from lab.stack import open_stack, remove_stack
+from mesh.verify import steady
 
 from .conftest import (
     assert_istiods_sign_for_the_whole_mesh,
@@ -36,6 +37,8 @@ from .conftest import (
     synced_peers,
     Traffic,
     update,
+    wait_for,
+    workload_certificate,
 )
 
 CLUSTERS = ["east", "west"]
@@ -272,3 +275,61 @@ def test_ending_the_rotation_deletes_the_old_root_and_converges(mesh, istiod_pid
     assert_istiods_follow(mesh, istiod_pids, tmp_path)
     preview = mesh.stack.preview(color="never")
     assert changes(preview) == {}, preview.stdout
+
+
+def new_root_and_intermediate(directory: pathlib.Path) -> dict[str, str]:
+    """With openssl: a root no cluster trusts, and an intermediate under it, as `cacerts` files."""
+    root_key, root = directory / "skipped-root.key", directory / "skipped-root.pem"
+    key, csr, cert = directory / "skipped-ca.key", directory / "skipped-ca.csr", directory / "skipped-ca.pem"
+    ca_ext = directory / "ca.cnf"
+    ca_ext.write_text("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign,digitalSignature\n")
+    for command in (
+        ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(root_key),
+         "-out", str(root), "-subj", "/O=Istio/CN=Root CA of a skipped trust phase", "-days", "30",
+         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key),
+         "-out", str(csr), "-subj", "/O=Istio/CN=Intermediate CA west/L=west"],
+        ["x509", "-req", "-in", str(csr), "-CA", str(root), "-CAkey", str(root_key), "-CAcreateserial", "-days", "30",
+         "-extfile", str(ca_ext), "-out", str(cert)],
+    ):  # fmt: skip
+        made = openssl(*command)
+        assert made.returncode == 0, made.stderr
+    root_pem, ca_pem = root.read_text(), cert.read_text()
+    return {"ca-cert.pem": ca_pem, "ca-key.pem": key.read_text(), "root-cert.pem": root_pem,
+            "cert-chain.pem": ca_pem + root_pem}  # fmt: skip
+
+
+def test_skipping_the_trust_phase_loses_requests_and_says_in_which_phase(mesh, traffic, tmp_path):
+    """What the program refuses (signing under a root the peers do not trust yet), done by hand
+    as a hand-run rotation can go: west's `cacerts` gets an intermediate of a new root, with that
+    root alone as its trust bundle, and west's helloworld restarts so that its sidecar takes a
+    certificate of it; east is never told of the root. The same traffic that lost nothing through
+    the real rotation counts what this loses, in the phase that lost it."""
+    traffic.phase("sign without trust")
+    files = new_root_and_intermediate(tmp_path)
+    mesh.core("west").patch_namespaced_secret("cacerts", "istio-system", {"stringData": files})
+    wait_for(
+        "west's istiod to sign with the intermediate of the untrusted root",
+        lambda: workload_certificate(mesh, "west", tmp_path)[1].strip() == files["ca-cert.pem"].strip(),
+        timeout=60,
+    )
+    core = mesh.core("west")
+    (old,) = [p.metadata.name for p in core.list_namespaced_pod("sample", label_selector="app=helloworld").items]
+    core.delete_namespaced_pod(old, "sample")
+    wait_for(
+        "west's helloworld to come back with a certificate of the new root",
+        lambda: [
+            p for p in core.list_namespaced_pod("sample", label_selector="app=helloworld").items
+            if p.metadata.name != old and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+        ],
+        timeout=120,
+    )  # fmt: skip
+    time.sleep(SETTLE_SECONDS)
+    traffic.phase("after sign without trust")
+    lost = steady.failures_by_phase(traffic.run)
+    print(f"\nrequests lost by phase: {lost}")
+    assert set(lost) == {"sign without trust"}, f"lost by phase: {lost}\n{traffic.table()}"
+    tallies = traffic.tallies("sign without trust")
+    errors = {e for t in tallies.values() for e in t.errors}
+    assert tallies[("east", "new")].failed > 0, traffic.table()  # east's new handshakes to west's helloworld
+    assert any("TLS" in e or "reset" in e or "503" in e for e in errors), errors
