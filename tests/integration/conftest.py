@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import kubernetes
 import yaml
@@ -152,14 +152,23 @@ def issue(directory: Path, name: str, ca_cert: Path, ca_key: Path, extfile: Path
     return cert
 
 
-def deploy(name: str, clusters: list[str], tmp_path_factory, log: Callable[[str], None] = print, **overrides):
-    """Start a lab, `up` the mesh on it (the lab stack's config and `overrides`), hand it to the
-    tests, then destroy and stop."""
+def deploy(
+    name: str,
+    clusters: list[str],
+    tmp_path_factory,
+    log: Callable[[str], None] = print,
+    in_mesh: Optional[list[str]] = None,
+    **overrides,
+):
+    """Start a lab, `up` the mesh on it (the lab stack's config and `overrides`; of the clusters
+    `in_mesh` only, when given), hand it to the tests, then destroy and stop."""
     lab = Lab(tmp_path_factory.mktemp(f"lab-{name}"), clusters=clusters)
     lab.up()
     stack = None
     try:
         config = mesh_config(lab.clusters, lab.kubeconfig_path, **overrides)
+        if in_mesh is not None:
+            config["clusters"] = [c for c in config["clusters"] if c["name"] in in_mesh]
         stack = open_stack(f"itest-{name}", config, tmp_path_factory.mktemp(f"state-{name}"))
         result = stack.up(on_output=log, color="never")
         yield DeployedMesh(lab, stack, config, {k: v.value for k, v in result.outputs.items()})
@@ -217,7 +226,9 @@ class Traffic:
         self.mesh = mesh
         settings = mesh_settings.parse(mesh.config)
         apis = {c.name: mesh.client(c.name) for c in settings.clusters}
-        cores = {name: kubernetes.client.CoreV1Api(api) for name, api in apis.items()}
+        # Answers are told apart by the pod that gave them, on every cluster of the lab (one that
+        # joins the mesh later too).
+        cores = {c.name: mesh.core(c.name) for c in mesh.lab.clusters}
         self.run = steady.SteadyTraffic(
             settings,
             apis,

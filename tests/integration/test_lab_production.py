@@ -55,6 +55,7 @@ SETTLE_SECONDS = 10
 def traffic(mesh):
     with Traffic(mesh) as running:
         running.phase("before")
+        time.sleep(5)
         yield running
     print(running.table())
     for name in CLUSTERS:

@@ -1,18 +1,57 @@
-"""A three-cluster mesh: six remote secrets, each opening the cluster it names."""
+"""A third cluster joins a running two-cluster mesh, and leaves it again, under steady traffic
+from the first two (a new mTLS handshake per request, and one kept-alive connection each): no
+request may be lost either way. In between, the three-cluster mesh: six remote secrets, each
+opening the cluster it names, every istiod with both peers synced. Tests run in order."""
 
 from __future__ import annotations
+
+import time
 
 import kubernetes
 import pytest
 
-from .conftest import deploy, remote_client, secret_text, synced_peers, wait_for
+from lab import traffic as lab_traffic
+from lab.stack import mesh_config
+
+from .conftest import Traffic, deploy, remote_client, secret_text, synced_peers, update, wait_for
 
 CLUSTERS = ["east", "west", "south"]
+FIRST = CLUSTERS[:2]
+SETTLE_SECONDS = 8
 
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
-    yield from deploy("three", CLUSTERS, tmp_path_factory)
+    yield from deploy("three", CLUSTERS, tmp_path_factory, in_mesh=FIRST)
+
+
+@pytest.fixture(scope="module")
+def traffic(mesh):
+    with Traffic(mesh) as running:
+        running.phase("before")
+        time.sleep(5)
+        yield running
+    print(running.table())
+
+
+def heard_from(traffic, target: str, since: float) -> set[str]:
+    """The sources that got an answer from a pod of `target` after `since`."""
+    return {s.source for s in traffic.run.samples if s.sent_at >= since and s.target == target}
+
+
+def test_a_third_cluster_joins_the_running_mesh_without_a_lost_request(mesh, traffic):
+    traffic.phase("add south")
+    everything = mesh_config(mesh.lab.clusters, mesh.lab.kubeconfig_path)["clusters"]
+    update(mesh, clusters=everything)
+    lab_traffic.fresh_handshakes([mesh.client("south")])
+    since = traffic.run.now()
+    wait_for("east and west to be answered by south", lambda: heard_from(traffic, "south", since) == set(FIRST))
+    traffic.phase("after add south")
+    time.sleep(SETTLE_SECONDS)
+    traffic.phase("past add south")
+    for phase in ("add south", "after add south"):
+        traffic.assert_none_failed(phase)
+    traffic.assert_both_versions_answer("after add south")
 
 
 def test_six_remote_secrets_each_open_the_right_cluster(mesh):
@@ -45,3 +84,20 @@ def test_every_istiod_has_both_peers_synced(mesh):
         peers = wait_for(f"{holder}'s istiod to sync {sorted(expected)}", all_synced)
         # Its own cluster and the two peers, nothing else.
         assert set(peers) == expected | {names[holder]}, peers
+
+
+def test_the_third_cluster_leaves_again_without_a_lost_request(mesh, traffic):
+    traffic.phase("remove south")
+    update(mesh, clusters=[c for c in mesh.config["clusters"] if c["name"] in FIRST])
+    gone = traffic.run.now()
+    wait_for(
+        "south to answer nobody for 5 s",
+        lambda: traffic.run.now() - gone > 5 and not heard_from(traffic, "south", traffic.run.now() - 5),
+        timeout=60,
+    )
+    traffic.phase("after remove south")
+    time.sleep(SETTLE_SECONDS)
+    traffic.phase("past remove south")
+    for phase in ("remove south", "after remove south"):
+        traffic.assert_none_failed(phase)
+    traffic.assert_both_versions_answer("after remove south")

@@ -202,6 +202,38 @@ def test_the_command_verifies_the_mesh_end_to_end(mesh, tmp_path):
     assert done.stdout.rstrip().endswith("the mesh works: 30 passed, 0 failed, 1 skipped")
 
 
+def test_traffic_held_for_a_while_is_reported_per_pair_with_latency(mesh):
+    """`mesh verify --traffic-for 8s`: both sources send steadily (new connections and one
+    kept-alive connection), every pair answers, nothing fails, and the JSON gives each stream's
+    figures (the table the same per pair)."""
+    command = [
+        sys.executable,
+        "-m",
+        "mesh.cli",
+        "verify",
+        "--stack",
+        "itest-verify",
+        "--traffic-for",
+        "8s",
+        "--rate",
+        "5",
+    ]
+    done = subprocess.run([*command, "--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    held = report["traffic"]["held"]
+    assert held["seconds"] >= 8 and held["ratePerStream"] == 5
+    for source in ("east", "west"):
+        streams = held["streams"][source]
+        assert streams["new"]["sent"] >= 20 and streams["kept"]["sent"] >= 20, streams
+        assert streams["new"]["failed"] == streams["kept"]["failed"] == 0, streams
+        assert streams["new"]["connects"] == streams["new"]["sent"]  # a new connection each
+        assert streams["kept"]["connects"] == 1  # one connection for the whole run
+        answered = report["traffic"]["sources"][source]["answeredBy"]
+        assert set(answered) == {"east", "west"} and all(pair["p99Ms"] > 0 for pair in answered.values())
+    assert "traffic: holding 8 s from each cluster's sleep" in done.stderr
+
+
 # --- broken meshes ------------------------------------------------------------------------
 
 
