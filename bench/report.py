@@ -27,7 +27,7 @@ class Row:
 def _figure(value: Optional[float], unit: str) -> str:
     if value is None:
         return "-"
-    if unit in ("MiB", "req/s"):
+    if unit in ("MiB", "req/s", "req"):
         return f"{value:,.0f} {unit}"
     return f"{value:.2f} {unit}".rstrip()
 

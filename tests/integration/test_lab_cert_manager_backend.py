@@ -8,6 +8,7 @@ toolchain/cert-manager.sh), istiod. Nothing stands in for cert-manager.
 from __future__ import annotations
 
 import datetime
+import time
 
 import kubernetes
 import pytest
@@ -31,6 +32,7 @@ from .conftest import (
     plugged_in_ca,
     refused_up,
     renew,
+    Traffic,
     update,
 )
 
@@ -88,11 +90,24 @@ def test_each_istiod_signs_with_its_cert_manager_intermediate_for_the_whole_mesh
 
 def test_cert_manager_renews_without_up_and_istiod_takes_the_new_intermediate(mesh, tmp_path):
     """A renewal as `cmctl renew` asks for one (the Issuing condition, ManuallyTriggered): a new
-    intermediate in the same Secret, which istiod signs with, and `up` has nothing to do."""
-    before = intermediate(cacerts(mesh, "east"))
-    renewed = renew(mesh, "east")
-    assert renewed.public_key().public_numbers() != before.public_key().public_numbers()  # rotationPolicy Always
-    assert_istiods_sign_for_the_whole_mesh(mesh, CLUSTERS, tmp_path)
+    intermediate in the same Secret, which istiod signs with, and `up` has nothing to do. All
+    the while steady traffic from both sides (a new mTLS handshake per request, one kept-alive
+    connection each): the renewal loses no request."""
+    with Traffic(mesh) as traffic:
+        traffic.phase("before")
+        time.sleep(5)
+        traffic.phase("cert-manager renewal")
+        before = intermediate(cacerts(mesh, "east"))
+        renewed = renew(mesh, "east")
+        assert renewed.public_key().public_numbers() != before.public_key().public_numbers()  # rotationPolicy Always
+        assert_istiods_sign_for_the_whole_mesh(mesh, CLUSTERS, tmp_path)
+        traffic.phase("after cert-manager renewal")
+        time.sleep(10)
+        traffic.phase("past cert-manager renewal")
+    print(traffic.table())
+    for phase in ("before", "cert-manager renewal", "after cert-manager renewal"):
+        traffic.assert_none_failed(phase)
+    traffic.assert_both_versions_answer("after cert-manager renewal")
     assert changes(mesh.stack.preview(color="never")) == {}
 
 
