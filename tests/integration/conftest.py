@@ -302,6 +302,18 @@ class Traffic:
 HELLO_VERSIONS = ("v1", "v2")
 
 
+def running_traffic(mesh: DeployedMesh, fresh: bool = True, warm_seconds: float = 5.0):
+    """A module's steady traffic, for a module-scoped fixture (`yield from`): started, its phase
+    `before` counted for `warm_seconds`, handed to the tests; then stopped, its table printed,
+    and returned."""
+    with Traffic(mesh, fresh=fresh) as running:
+        running.phase("before")
+        time.sleep(warm_seconds)
+        yield running
+    print(running.table())
+    return running
+
+
 # --- the lab's real istiods -----------------------------------------------------------------
 
 

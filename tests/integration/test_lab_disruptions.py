@@ -24,7 +24,7 @@ import pytest
 
 from mesh.verify import steady
 
-from .conftest import Traffic, deploy, update, wait_for
+from .conftest import Traffic, deploy, running_traffic, update, wait_for
 
 CLUSTERS = ["east", "west"]
 SETTLE_SECONDS = 8
@@ -40,11 +40,7 @@ def mesh(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def traffic(mesh):
-    with Traffic(mesh, fresh=False) as running:
-        running.phase("before")
-        time.sleep(5)
-        yield running
-    print(running.table())
+    yield from running_traffic(mesh, fresh=False)
 
 
 FIGURES: dict[str, dict] = {}
@@ -165,6 +161,20 @@ def answers_again(traffic, source: str, version: str, since: float) -> float:
     return round(wait_for(f"{version} to answer {source} again", first, timeout=120) - since, 1)
 
 
+def back_again(traffic, label: str, since: float, hears: str, ready=lambda: None) -> dict:
+    """After an outage: phase `<label>: back`, `ready()`, the time until v2 answers `hears`
+    again, SETTLE_SECONDS that must lose nothing, and east's figures of the whole event."""
+    traffic.phase(f"{label}: back")
+    back = traffic.run.now()
+    ready()
+    v2_back = answers_again(traffic, hears, "v2", back)
+    settle(traffic, label)
+    figures = measured(traffic, label, since, sources=["east"])
+    figures["v2BackAfterSeconds"] = v2_back
+    traffic.assert_none_failed(f"settled {label}")
+    return figures
+
+
 def stop_helloworld(mesh, traffic, label) -> dict:
     """West's helloworld scaled to none for OUTAGE_SECONDS, then back; east's figures (and the
     time until v2 answers west, its own side, again)."""
@@ -175,15 +185,15 @@ def stop_helloworld(mesh, traffic, label) -> dict:
         time.sleep(OUTAGE_SECONDS)
     finally:
         apps(mesh, "west").patch_namespaced_deployment_scale(deployment, "sample", {"spec": {"replicas": 1}})
-    traffic.phase(f"{label}: back")
-    back = traffic.run.now()
-    wait_for("west's helloworld to be Ready", lambda: ready_pods(mesh, "west", "sample", "app=helloworld"), timeout=120)
-    v2_back = answers_again(traffic, "west", "v2", back)
-    settle(traffic, label)
-    figures = measured(traffic, label, since, sources=["east"])
-    figures["v2BackAfterSeconds"] = v2_back
-    traffic.assert_none_failed(f"settled {label}")
-    return figures
+    return back_again(
+        traffic,
+        label,
+        since,
+        "west",
+        lambda: wait_for(
+            "west's helloworld to be Ready", lambda: ready_pods(mesh, "west", "sample", "app=helloworld"), timeout=120
+        ),
+    )
 
 
 def cut_gateway(mesh, traffic, label) -> dict:
@@ -195,22 +205,18 @@ def cut_gateway(mesh, traffic, label) -> dict:
         time.sleep(OUTAGE_SECONDS)
     finally:
         mesh.lab.network.restore(address)
-    traffic.phase(f"{label}: back")
-    back = traffic.run.now()
-    figures_back = answers_again(traffic, "east", "v2", back)
-    settle(traffic, label)
-    figures = measured(traffic, label, since, sources=["east"])
-    figures["v2BackAfterSeconds"] = figures_back
-    traffic.assert_none_failed(f"settled {label}")
-    return figures
+    return back_again(traffic, label, since, "east")
 
 
-def test_without_failover_a_stopped_helloworld_loses_nothing_and_its_version_returns(mesh, traffic):
-    """Scaled down, the pod is deleted gracefully: its endpoint leaves every istiod before the
-    pod stops answering, and Istio's default retries take a request that still reaches it to
-    another endpoint. Measured: nothing lost, from either side, failover or not."""
+def test_without_failover_a_stopped_helloworld_is_counted_and_its_version_returns(mesh, traffic):
+    """Scaled down, the pod is deleted gracefully: its endpoint leaves every istiod, and Istio's
+    default retries take a request that still reaches it to another endpoint. Mostly nothing is
+    lost; but seen in two runs of five: east's sidecar still sending to west's gateway after the
+    pod had gone (12 of 467 of east's requests timed out, the last 22.5 s after the stop), and one
+    of west's own requests cut by the stop ("empty response"). What users see, counted: the
+    failures stop, and v2 answers again once it is back."""
     figures = stop_helloworld(mesh, traffic, "helloworld stopped, failover off")
-    assert figures["failed"] == 0, traffic.table()
+    assert figures["recoverySeconds"] is not None, traffic.table()
     during = traffic.tallies("helloworld stopped, failover off")
     assert sum(t.versions["v2"] for t in during.values()) <= 0.02 * sum(t.sent for t in during.values())
 
@@ -236,7 +242,7 @@ def test_with_failover_spread_east_recovers_within_the_detection_bound(mesh, tra
     bound = 3 * 1 + 1 + 5
     assert cut["recoverySeconds"] is not None and cut["recoverySeconds"] <= bound, (cut, traffic.table())
     assert cut["sentBySource"]["east"] > off["sentBySource"]["east"], (cut, off)  # east is not held up
-    assert stopped["failed"] == 0, (stopped, traffic.table())
+    assert stopped["recoverySeconds"] is not None and stopped["recoverySeconds"] <= bound, (stopped, traffic.table())
 
 
 def test_with_failover_local_first_each_side_keeps_to_its_own_until_it_stops(mesh, traffic):

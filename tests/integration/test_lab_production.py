@@ -28,7 +28,7 @@ from .conftest import (
     remote_client,
     secret_text,
     synced_peers,
-    Traffic,
+    running_traffic,
     update,
     wait_for,
 )
@@ -53,11 +53,7 @@ SETTLE_SECONDS = 10
 
 @pytest.fixture(scope="module")
 def traffic(mesh):
-    with Traffic(mesh) as running:
-        running.phase("before")
-        time.sleep(5)
-        yield running
-    print(running.table())
+    running = yield from running_traffic(mesh)
     for name in CLUSTERS:
         running.assert_every_fresh_request_was_a_new_handshake(name)
 

@@ -35,7 +35,7 @@ from .conftest import (
     openssl,
     refused_up,
     synced_peers,
-    Traffic,
+    running_traffic,
     update,
     wait_for,
     workload_certificate,
@@ -63,10 +63,7 @@ SETTLE_SECONDS = 15
 
 @pytest.fixture(scope="module")
 def traffic(mesh):
-    with Traffic(mesh) as running:
-        running.phase("before")
-        yield running
-    print(running.table())
+    yield from running_traffic(mesh)
 
 
 def rotate(mesh, phase, traffic, wait_hours=0):

@@ -13,7 +13,7 @@ import pytest
 from lab import traffic as lab_traffic
 from lab.stack import mesh_config
 
-from .conftest import Traffic, deploy, remote_client, secret_text, synced_peers, update, wait_for
+from .conftest import deploy, remote_client, running_traffic, secret_text, synced_peers, update, wait_for
 
 CLUSTERS = ["east", "west", "south"]
 FIRST = CLUSTERS[:2]
@@ -27,11 +27,7 @@ def mesh(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def traffic(mesh):
-    with Traffic(mesh) as running:
-        running.phase("before")
-        time.sleep(5)
-        yield running
-    print(running.table())
+    yield from running_traffic(mesh)
 
 
 def heard_from(traffic, target: str, since: float) -> set[str]:

@@ -160,21 +160,15 @@ def test_a_healthy_mesh_passes_every_check_on_every_cluster(mesh):
     assert 0 < east["answeredBy"]["west"]["p50Ms"] <= east["answeredBy"]["west"]["p99Ms"] < 1000, east
 
 
+def verify_command(*options: str) -> list[str]:
+    """`mesh verify` of the fixture's stack (Pulumi.itest-verify.yaml), as a user runs it."""
+    return [sys.executable, "-m", "mesh.cli", "verify", "--stack", "itest-verify", *options]
+
+
 def test_the_command_verifies_the_mesh_end_to_end(mesh, tmp_path):
     """The CLI, end to end: `--stack` reads Pulumi.itest-verify.yaml (written by the fixture),
     `--config` a copy of it; the real exec runs the article's curl in each cluster's sleep."""
-    command = [
-        sys.executable,
-        "-m",
-        "mesh.cli",
-        "verify",
-        "--stack",
-        "itest-verify",
-        "--requests",
-        "12",
-        "--timeout",
-        "10",
-    ]
+    command = verify_command("--requests", "12", "--timeout", "10")
     done = subprocess.run([*command, "--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
@@ -206,18 +200,7 @@ def test_traffic_held_for_a_while_is_reported_per_pair_with_latency(mesh):
     """`mesh verify --traffic-for 8s`: both sources send steadily (new connections and one
     kept-alive connection), every pair answers, nothing fails, and the JSON gives each stream's
     figures (the table the same per pair)."""
-    command = [
-        sys.executable,
-        "-m",
-        "mesh.cli",
-        "verify",
-        "--stack",
-        "itest-verify",
-        "--traffic-for",
-        "8s",
-        "--rate",
-        "5",
-    ]
+    command = verify_command("--traffic-for", "8s", "--rate", "5")
     done = subprocess.run([*command, "--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
