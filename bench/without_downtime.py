@@ -26,6 +26,7 @@ from lab.stack import mesh_config, open_stack, remove_stack, write_config
 from lab.traffic import FRESH_URL, fresh_handshakes
 from mesh import config as mesh_settings
 from mesh.verify import steady, traffic
+from mesh.verify.workloads import pod_ready
 
 from .report import Row
 
@@ -64,10 +65,7 @@ def _traffic(mesh: Mesh, urls: Optional[dict]) -> steady.SteadyTraffic:
 def _ready(mesh: Mesh, cluster: str, namespace: str, selector: str, not_named: set[str]) -> bool:
     pods = kubernetes.client.CoreV1Api(mesh.client(cluster)).list_namespaced_pod(namespace, label_selector=selector)
     return any(
-        p.metadata.name not in not_named
-        and not p.metadata.deletion_timestamp
-        and any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))
-        for p in pods.items
+        p.metadata.name not in not_named and not p.metadata.deletion_timestamp and pod_ready(p) for p in pods.items
     )
 
 

@@ -126,8 +126,8 @@ class MeshCluster(pulumi.ComponentResource):
             child,
         )
         samples = SampleApps(name, SampleAppsArgs(plan.samples, istio), child) if plan.samples else None
+        # The failover rules after Istio (its CRDs' user) and the sample apps (the `sample` namespace).
+        after_samples = pulumi.ResourceOptions(parent=self, depends_on=[istio, *([samples] if samples else [])])
         for rule in plan.failover:
-            # After Istio (its CRDs' user) and the sample apps (the `sample` namespace).
-            after = [istio, *([samples] if samples else [])]
-            kube.create(name, rule, pulumi.ResourceOptions(parent=self, depends_on=after))
+            kube.create(name, rule, after_samples)
         self.register_outputs({"gateway_address": self.gateway.address})

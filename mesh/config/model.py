@@ -85,7 +85,7 @@ class FailoverConfig:
     services: tuple[str, ...]
     """`<name>.<namespace>` of each Service that gets a DestinationRule on every cluster."""
     mode: str
-    """Where requests go while all is healthy (plan.failover.MODES): every cluster, or their own."""
+    """Where requests go while all is healthy (schema.FAILOVER_MODES): every cluster, or their own."""
     consecutive_errors: int
     interval_seconds: int
     base_ejection_seconds: int

@@ -123,7 +123,6 @@ class SteadyTraffic:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._clients: list = []
         self._start = 0.0
         self._where: dict[str, str] = {}
 
@@ -296,19 +295,22 @@ class Tally:
         }
 
 
+def per_stream(traffic: SteadyTraffic, samples: Sequence[Sample]) -> dict[tuple[str, str], Tally]:
+    """(source, stream) -> what it saw of `samples`, for every source and stream of the traffic."""
+    return {
+        (c.name, kind): Tally.of(s for s in samples if s.source == c.name and s.stream == kind)
+        for c in traffic.mesh.clusters
+        for kind in traffic.streams
+    }
+
+
 def by_phase(traffic: SteadyTraffic) -> dict[str, dict[tuple[str, str], Tally]]:
     """label -> (source, stream) -> what it saw in that phase."""
-    found = {}
-    for label, start, end in phases(traffic):
-        if label == "stop":
-            continue
-        inside = between(traffic.samples, start, end)
-        found[label] = {
-            (c.name, kind): Tally.of(s for s in inside if s.source == c.name and s.stream == kind)
-            for c in traffic.mesh.clusters
-            for kind in traffic.streams
-        }
-    return found
+    return {
+        label: per_stream(traffic, between(traffic.samples, start, end))
+        for label, start, end in phases(traffic)
+        if label != "stop"
+    }
 
 
 def failures_by_phase(traffic: SteadyTraffic) -> dict[str, int]:
@@ -388,15 +390,12 @@ def hold(
 
 def figures(traffic: SteadyTraffic) -> dict:
     """The JSON report's figures: how long and how fast, and per source and stream what it saw."""
+    streams: dict[str, dict] = {}
+    for (source, kind), tally in per_stream(traffic, traffic.samples).items():
+        streams.setdefault(source, {})[kind] = tally.to_dict()
     return {
         "seconds": round(traffic.marks[-1].at if traffic.marks else traffic.now(), 1),
         "ratePerStream": traffic.rate,
-        "streams": {
-            c.name: {
-                kind: Tally.of(s for s in traffic.samples if s.source == c.name and s.stream == kind).to_dict()
-                for kind in traffic.streams
-            }
-            for c in traffic.mesh.clusters
-        },
+        "streams": streams,
         **({"streamErrors": traffic.errors} if traffic.errors else {}),
     }

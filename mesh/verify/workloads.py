@@ -24,14 +24,15 @@ def _selector(deployment: Mapping[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in deployment["spec"]["selector"]["matchLabels"].items())
 
 
-def _pod_ready(pod) -> bool:
+def pod_ready(pod) -> bool:
+    """The pod's Ready condition is True."""
     return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
 def ready_pods(core, deployment: Mapping[str, Any]) -> tuple[list, list]:
     """(Ready pods, all pods) of a sample Deployment."""
     pods = core.list_namespaced_pod(samples.NAMESPACE, label_selector=_selector(deployment)).items
-    return [p for p in pods if _pod_ready(p) and not p.metadata.deletion_timestamp], pods
+    return [p for p in pods if pod_ready(p) and not p.metadata.deletion_timestamp], pods
 
 
 def check_sample_pods(core, cluster: ClusterConfig, nodeless: bool = False) -> list[Result]:

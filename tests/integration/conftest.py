@@ -31,6 +31,7 @@ from lab.lab import Lab
 from mesh import config as mesh_settings
 from mesh import verify as v
 from mesh.verify import istiod_access, steady
+from mesh.verify.workloads import pod_ready
 from mesh.verify import traffic as one_shot_traffic
 from mesh.verify import istiod_answers as istiod_checks
 
@@ -300,6 +301,23 @@ class Traffic:
 
 
 HELLO_VERSIONS = ("v1", "v2")
+
+
+def ready_pods(mesh: DeployedMesh, cluster: str, namespace: str, selector: str) -> list:
+    """The pods of `selector` that are Ready and not being deleted."""
+    pods = mesh.core(cluster).list_namespaced_pod(namespace, label_selector=selector).items
+    return [p for p in pods if not p.metadata.deletion_timestamp and pod_ready(p)]
+
+
+def restart_pod(mesh: DeployedMesh, cluster: str, namespace: str, selector: str) -> None:
+    """Delete the one Ready pod of `selector` and wait for its Deployment's next one to be Ready."""
+    (old,) = [p.metadata.name for p in ready_pods(mesh, cluster, namespace, selector)]
+    mesh.core(cluster).delete_namespaced_pod(old, namespace)
+    wait_for(
+        f"a new {selector} pod in {cluster}/{namespace} to be Ready",
+        lambda: [p for p in ready_pods(mesh, cluster, namespace, selector) if p.metadata.name != old],
+        timeout=120,
+    )
 
 
 def running_traffic(mesh: DeployedMesh, fresh: bool = True, warm_seconds: float = 5.0):

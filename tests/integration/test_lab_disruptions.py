@@ -24,7 +24,7 @@ import pytest
 
 from mesh.verify import steady
 
-from .conftest import Traffic, deploy, running_traffic, update, wait_for
+from .conftest import Traffic, deploy, ready_pods, restart_pod, running_traffic, update, wait_for
 
 CLUSTERS = ["east", "west"]
 SETTLE_SECONDS = 8
@@ -74,16 +74,6 @@ def apps(mesh, cluster):
     return kubernetes.client.AppsV1Api(mesh.client(cluster))
 
 
-def ready_pods(mesh, cluster, namespace, selector) -> list:
-    pods = mesh.core(cluster).list_namespaced_pod(namespace, label_selector=selector).items
-    return [
-        p
-        for p in pods
-        if not p.metadata.deletion_timestamp
-        and any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))
-    ]
-
-
 def event(traffic: Traffic, label: str) -> float:
     traffic.phase(label)
     return traffic.run.now()
@@ -97,14 +87,8 @@ def settle(traffic: Traffic, label: str) -> None:
 
 
 def test_istiod_restarted_in_one_cluster(mesh, traffic):
-    old = ready_pods(mesh, "east", "istio-system", "app=istiod")[0].metadata.name
     since = event(traffic, "istiod restart")
-    mesh.core("east").delete_namespaced_pod(old, "istio-system")
-    wait_for(
-        "east's new istiod to be Ready",
-        lambda: [p for p in ready_pods(mesh, "east", "istio-system", "app=istiod") if p.metadata.name != old],
-        timeout=120,
-    )
+    restart_pod(mesh, "east", "istio-system", "app=istiod")
     settle(traffic, "istiod restart")
     figures = measured(traffic, "istiod restart", since)
     # The proxies keep their last configuration while istiod is away: nothing is lost.
@@ -112,15 +96,8 @@ def test_istiod_restarted_in_one_cluster(mesh, traffic):
 
 
 def test_an_east_west_gateway_pod_restarted(mesh, traffic):
-    selector = "app=istio-eastwestgateway"
-    old = ready_pods(mesh, "west", "istio-system", selector)[0].metadata.name
     since = event(traffic, "gateway pod restart")
-    mesh.core("west").delete_namespaced_pod(old, "istio-system")
-    wait_for(
-        "west's new gateway pod to be Ready",
-        lambda: [p for p in ready_pods(mesh, "west", "istio-system", selector) if p.metadata.name != old],
-        timeout=120,
-    )
+    restart_pod(mesh, "west", "istio-system", "app=istio-eastwestgateway")
     settle(traffic, "gateway pod restart")
     figures = measured(traffic, "gateway pod restart", since)
     assert figures["recoverySeconds"] is not None, traffic.table()

@@ -35,6 +35,7 @@ from .conftest import (
     openssl,
     refused_up,
     synced_peers,
+    restart_pod,
     running_traffic,
     update,
     wait_for,
@@ -314,13 +315,13 @@ def test_skipping_the_trust_phase_loses_requests_and_says_in_which_phase(mesh, t
         lambda: "Updating new ROOT-CA not supported" in istiod_log(mesh, "west")[seen:],
         timeout=60,
     )
-    restart(mesh, "west", "istio-system", "app=istiod")
+    restart_pod(mesh, "west", "istio-system", "app=istiod")
     wait_for(
         "west's restarted istiod to sign under the untrusted root",
         lambda: workload_certificate(mesh, "west", tmp_path)[1].strip() == files["ca-cert.pem"].strip(),
         timeout=60,
     )
-    restart(mesh, "west", "sample", "app=helloworld")
+    restart_pod(mesh, "west", "sample", "app=helloworld")
     time.sleep(SETTLE_SECONDS)
     traffic.phase("after sign without trust")
     lost = {phase: n for phase, n in steady.failures_by_phase(traffic.run).items() if phase != "start"}
@@ -329,18 +330,3 @@ def test_skipping_the_trust_phase_loses_requests_and_says_in_which_phase(mesh, t
     tallies = traffic.tallies("sign without trust")
     # East's handshakes with west's helloworld, which now shows a certificate of the new root.
     assert tallies[("east", "new")].failed > 0, traffic.table()
-
-
-def restart(mesh, cluster: str, namespace: str, selector: str) -> None:
-    """Delete the pod of `selector` and wait for its Deployment's next one to be Ready."""
-    core = mesh.core(cluster)
-    (old,) = [p.metadata.name for p in core.list_namespaced_pod(namespace, label_selector=selector).items]
-    core.delete_namespaced_pod(old, namespace)
-    wait_for(
-        f"a new {selector} pod in {cluster}/{namespace}",
-        lambda: [
-            p for p in core.list_namespaced_pod(namespace, label_selector=selector).items
-            if p.metadata.name != old and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
-        ],
-        timeout=120,
-    )  # fmt: skip
