@@ -57,12 +57,20 @@ def fresh_handshakes(clients: Iterable[kubernetes.client.ApiClient]) -> None:
             )
 
 
-def handshake_counters(clusters_text: str) -> dict[str, dict[str, int]]:
-    """From a sidecar's Envoy `/clusters` page: per helloworld-fresh endpoint, its upstream
-    connections and requests (`cx_total`, `rq_total`)."""
+def endpoint_counters(
+    clusters_text: str, service: str, names: Iterable[str] = ("cx_total", "rq_total")
+) -> dict[str, dict[str, int]]:
+    """From a sidecar's Envoy `/clusters` page: per endpoint (`address:port`) of the `sample`
+    namespace's `service` on port 5000, the counters `names`."""
+    wanted = set(names)
     counters: dict[str, dict[str, int]] = {}
     for line in clusters_text.splitlines():
         parts = line.split("::")
-        if line.startswith(f"outbound|5000||{FRESH}.") and len(parts) == 4 and parts[2] in ("cx_total", "rq_total"):
+        if line.startswith(f"outbound|5000||{service}.sample.") and len(parts) == 4 and parts[2] in wanted:
             counters.setdefault(parts[1], {})[parts[2]] = int(parts[3])
     return counters
+
+
+def handshake_counters(clusters_text: str) -> dict[str, dict[str, int]]:
+    """Per helloworld-fresh endpoint, its upstream connections and requests (`cx_total`, `rq_total`)."""
+    return endpoint_counters(clusters_text, FRESH)

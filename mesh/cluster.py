@@ -126,6 +126,9 @@ class MeshCluster(pulumi.ComponentResource):
             child,
         )
         samples = SampleApps(name, SampleAppsArgs(plan.samples, istio), child) if plan.samples else None
+        self.serving: list[pulumi.Resource] = [self.gateway, *([samples] if samples else [])]
+        """What must run before the other clusters route to this one (their remote secrets for it):
+        its east-west gateway and the workloads the stack puts here, each Ready."""
         # The failover rules after Istio (its CRDs' user) and the sample apps (the `sample` namespace).
         after_samples = pulumi.ResourceOptions(parent=self, depends_on=[istio, *([samples] if samples else [])])
         for rule in plan.failover:

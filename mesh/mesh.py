@@ -70,12 +70,16 @@ class Mesh(pulumi.ComponentResource):
 
     def _remote_secret(self, source_name: str, holder_name: str, data: pulumi.Output[dict]) -> None:
         """On `holder`, the secret through which its istiod reads `source`."""
-        holder = self.clusters[holder_name]
-        cluster_name = self.clusters[source_name].config.cluster_name
+        holder, source = self.clusters[holder_name], self.clusters[source_name]
+        cluster_name = source.config.cluster_name
+        # Only once `source` serves (its gateway and workloads Ready) does `holder`'s istiod learn
+        # its endpoints: a cluster joining a running mesh is otherwise routed to while its gateway
+        # has no route to them yet (seen: requests from the running clusters reset at the new
+        # cluster's gateway). On removal the order reverses: the secrets go first.
         kube.create(
             holder_name,
             remote_secret_manifest(cluster_name),
-            pulumi.ResourceOptions(parent=holder, depends_on=[holder.control_plane.namespace]),
+            pulumi.ResourceOptions(parent=holder, depends_on=[holder.control_plane.namespace, *source.serving]),
             overrides={"stringData": data},
         )
         self.remote_secrets[holder_name].append(remote_secret_name(cluster_name))

@@ -404,3 +404,30 @@ def test_a_running_istio_keeps_its_update_strategy(east_west):
     message = update_strategy_refusal(cfg, {"east": in_place, "west": None})
     assert message.startswith("config mesh:updateStrategy: 'RevisionBased': the Istio resource on east runs InPlace")
     assert "Nothing was changed" in message
+
+
+def test_a_clusters_remote_secrets_wait_until_it_serves(mesh_graph):
+    """The other clusters learn a cluster's endpoints (their remote secret for it) only once its
+    east-west gateway and its workloads are Ready: a cluster joining a running mesh is not routed
+    to before its gateway can carry the requests (found in the lab: requests reset at the new
+    cluster's gateway); on removal the secrets go first."""
+    cfg, registrations, _ = mesh_graph
+    provider_map = providers(registrations)
+    names = {c.cluster_name: c.name for c in cfg.clusters}
+    for secret in [r for r in registrations if r.kind == "Secret" and r.metadata["name"].startswith("istio-remote-")]:
+        source = names[secret.metadata["annotations"]["networking.istio.io/cluster"]]
+        theirs = {
+            f"{r.kind} {r.metadata['name']}"
+            for r in registrations
+            if r.type.startswith("kubernetes:") and cluster_of(r, provider_map) == source
+            and r.urn in waits_for(secret, registrations)
+        }  # fmt: skip
+        serving = next(c for c in cfg.clusters if c.name == source)
+        for needed in (
+            "Deployment istio-eastwestgateway",
+            "Service istio-eastwestgateway",
+            "Gateway cross-network-gateway",
+            "Deployment helloworld-" + serving.helloworld_version,
+            "Deployment sleep",
+        ):
+            assert needed in theirs, f"{secret.name} does not wait for {source}'s {needed}"

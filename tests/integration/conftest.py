@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import kubernetes
 import yaml
@@ -250,10 +250,9 @@ class Traffic:
     def phase(self, label: str) -> None:
         self.run.mark(label)
 
-    def assert_every_fresh_request_was_a_new_handshake(self, cluster: str) -> None:
-        """From the client sidecar's own counters (Envoy's /clusters): at every endpoint of
-        helloworld-fresh (the local pod, the remote gateway) a connection opened for each request
-        (no request on a reused one; a failed handshake opens one for no request)."""
+    def sidecar_counters(self, cluster: str, service: str, names: Iterable[str]) -> dict[str, dict[str, int]]:
+        """Per endpoint of `service`, the counters `names` of the client sidecar's Envoy (its
+        /clusters page) in `cluster`'s sleep."""
         pod = self.mesh.core(cluster).list_namespaced_pod("sample", label_selector="app=sleep").items[0]
         out = kubernetes.stream.stream(
             self.mesh.core(cluster).connect_get_namespaced_pod_exec,
@@ -266,7 +265,13 @@ class Traffic:
             stdout=True,
             tty=False,
         )
-        counters = lab_traffic.handshake_counters(out)
+        return lab_traffic.endpoint_counters(out, service, names)
+
+    def assert_every_fresh_request_was_a_new_handshake(self, cluster: str) -> None:
+        """From the client sidecar's own counters: at every endpoint of helloworld-fresh (the local
+        pod, the remote gateway) a connection opened for each request (no request on a reused one;
+        a failed handshake opens one for no request)."""
+        counters = self.sidecar_counters(cluster, lab_traffic.FRESH, ("cx_total", "rq_total"))
         assert counters and all(c["cx_total"] >= c["rq_total"] > 0 for c in counters.values()), counters
 
     def tallies(self, label: str):
