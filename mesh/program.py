@@ -46,6 +46,7 @@ def checked_plan_and_clients() -> tuple[MeshPlan, dict[str, Any]]:
         warn_about_addresses(settings, unreachable_servers)
         reachable = reachable_clients(settings, unreachable_servers)
         check_sail_operators(settings, reachable)
+        check_failover_rules(settings, reachable)
         # cacerts are read only where cert-manager has or had a hand in them: this backend (checked
         # before the stack's outputs are read), or the last one.
         clients = reachable if cert_manager_involved(settings, {}) else {}
@@ -300,6 +301,43 @@ def check_sail_operators(settings: config.MeshConfig, clients: dict[str, Any]) -
     message = update_strategy_refusal(settings, {c: obj for (c, kind), obj in objects.items() if kind == "Istio"})
     if message:
         raise config.ConfigError(message)
+
+
+def check_failover_rules(settings: config.MeshConfig, clients: dict[str, Any]) -> None:
+    """`mesh:failover.services` against the DestinationRules already on every cluster this machine
+    reaches: one that would keep a failover rule from taking effect (mesh/plan/failover.py,
+    `clashes`) is refused before anything is made anywhere, naming the cluster and the rule."""
+    if not settings.failover.services:
+        return
+    import kubernetes
+
+    from .plan.failover import NETWORKING_API_VERSION, clashes
+
+    group, version = NETWORKING_API_VERSION.split("/")
+    problems = []
+    for cluster in settings.clusters:
+        if cluster.name not in clients:
+            continue
+        api = kubernetes.client.CustomObjectsApi(clients[cluster.name])
+        try:
+            rules = api.list_cluster_custom_object(group, version, "destinationrules")["items"]
+        except kubernetes.client.exceptions.ApiException as error:
+            if error.status == 404:  # no Istio CRDs yet: no rule either
+                continue
+            raise config.ConfigError(
+                f"cluster {cluster.name} (context {cluster.context}): listing DestinationRules answered "
+                f"{error.status} {error.reason}; mesh:failover.services is checked against them, so nothing was "
+                "changed: give the context read access to networking.istio.io DestinationRules"
+            ) from None
+        problems += [f"on cluster {cluster.name}, {clash}" for clash in clashes(settings, rules)]
+    if problems:
+        raise config.ConfigError(
+            "config mesh:failover.services: a failover rule would not take effect: "
+            + "; ".join(problems)
+            + ". Nothing was changed. Accepted: leave the Service out of mesh:failover.services; or delete that "
+            "rule; or, in the Service's namespace, drop its top-level trafficPolicy (its subsets are merged with "
+            "the failover rule's)"
+        )
 
 
 def check_prerequisites(settings: config.MeshConfig, clients: dict[str, Any]) -> None:

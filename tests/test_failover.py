@@ -8,7 +8,7 @@ import copy
 import pytest
 
 from mesh import config
-from mesh.plan.failover import failover_manifests
+from mesh.plan.failover import clashes, failover_manifests
 
 from .test_mesh_graph import build, by_kind
 
@@ -81,3 +81,57 @@ def test_every_cluster_gets_the_rule_after_its_sample_apps(east_west):
         # After the cluster's own Istio and its sample namespace (the engine waits for both).
         assert any(d.endswith(f"Istio::{cluster}-istio-default") for d in rule.dependencies), rule.dependencies
         assert any(d.endswith(f"Namespace::{cluster}-namespace-sample") for d in rule.dependencies), rule.dependencies
+
+
+def rule(namespace: str, name: str, host: str, policy: dict | None = None, subsets: list | None = None) -> dict:
+    spec: dict = {"host": host}
+    if policy is not None:
+        spec["trafficPolicy"] = policy
+    if subsets is not None:
+        spec["subsets"] = subsets
+    return {"metadata": {"namespace": namespace, "name": name}, "spec": spec}
+
+
+TLS = {"tls": {"mode": "ISTIO_MUTUAL"}}
+FQDN = "helloworld.sample.svc.cluster.local"
+
+
+@pytest.mark.parametrize(
+    "found, why",
+    [
+        # Same namespace, same host, a top-level policy: istiod keeps the older rule's policy.
+        (rule("sample", "mine", FQDN, TLS), "sets a trafficPolicy for " + FQDN),
+        (rule("sample", "mine", "helloworld", TLS), "sets a trafficPolicy"),  # a short name is the namespace's
+        # A third namespace: its clients use that rule instead, whatever it sets, wildcards too.
+        (rule("shop", "theirs", FQDN, subsets=[{"name": "v1"}]), "clients in namespace shop use"),
+        (rule("shop", "theirs", "*.sample.svc.cluster.local"), "host '*.sample.svc.cluster.local'"),
+        (rule("shop", "theirs", "*"), "clients in namespace shop use"),
+    ],
+)
+def test_a_rule_that_would_keep_failover_from_taking_effect_is_named(east_west, found, why):
+    mesh = config.parse(with_failover(east_west, services=["helloworld.sample"]))
+    ours = failover_manifests(mesh)
+    (clash,) = clashes(mesh, ours + [found])
+    assert clash.startswith("'helloworld.sample': DestinationRule " + found["metadata"]["namespace"] + "/")
+    assert why in clash
+
+
+@pytest.mark.parametrize(
+    "found",
+    [
+        rule("sample", "mine", FQDN, subsets=[{"name": "v1", "labels": {"version": "v1"}}]),  # merged with ours
+        rule("istio-system", "mesh-wide", "*.local", TLS),  # the root namespace: only its own clients
+        rule("istio-system", "mesh-wide", FQDN, TLS),
+        rule("sample", "other", "sleep.sample.svc.cluster.local", TLS),  # another host
+        rule("sample", "other", "*.sample.svc.cluster.local", TLS),  # ours is more specific there
+        rule("shop", "theirs", "helloworld.sample", TLS),  # istiod takes a dotted host as written
+        rule("shop", "theirs", "helloworld", TLS),  # shop's own helloworld
+    ],
+)
+def test_rules_that_leave_failover_in_effect_pass(east_west, found):
+    mesh = config.parse(with_failover(east_west, services=["helloworld.sample"]))
+    assert clashes(mesh, failover_manifests(mesh) + [found]) == []
+
+
+def test_no_service_no_clash(east_west):
+    assert clashes(config.parse(east_west), [rule("sample", "mine", FQDN, TLS)]) == []

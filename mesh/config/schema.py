@@ -168,7 +168,8 @@ FAILOVER = Section(
             "services",
             kinds.SERVICES,
             "the Services (`<name>.<namespace>`) that get a DestinationRule with outlier detection and locality "
-            'failover on every cluster; empty: off (docs/operations.md, "Failover")',
+            "failover on every cluster; refused beside a DestinationRule istiod would use instead; empty: off "
+            '(docs/operations.md, "Failover")',
             (),
             "`[]` (off)",
         ),

@@ -22,7 +22,7 @@ requests go to the others, up to all of them (`maxEjectionPercent: 100`); a conn
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from ..config import MeshConfig
 from ..config.schema import FAILOVER_MODES
@@ -36,12 +36,13 @@ def failover_manifests(mesh: MeshConfig) -> list[dict[str, Any]]:
     settings = mesh.failover
     rules = []
     for service in settings.services:
-        name, namespace = service.split(".", 1)
+        name = service.split(".", 1)[0]
+        rule, namespace = rule_name(service)
         rules.append(
             {
                 "apiVersion": NETWORKING_API_VERSION,
                 "kind": "DestinationRule",
-                "metadata": {"name": f"{name}-failover", "namespace": namespace},
+                "metadata": {"name": rule, "namespace": namespace},
                 "spec": {
                     "host": f"{name}.{namespace}.svc.cluster.local",
                     "trafficPolicy": {
@@ -61,3 +62,60 @@ def failover_manifests(mesh: MeshConfig) -> list[dict[str, Any]]:
             }
         )
     return rules
+
+
+ROOT_NAMESPACE = "istio-system"
+"""Istio's config root namespace (the mesh default): its rules count only for clients in it."""
+
+
+def rule_name(service: str) -> tuple[str, str]:
+    """The name and namespace of the failover rule for `<name>.<namespace>`."""
+    name, namespace = service.split(".", 1)
+    return f"{name}-failover", namespace
+
+
+def _host(rule: Mapping[str, Any]) -> str:
+    """The rule's host as istiod resolves it: a name without a dot is short for a Service of the
+    rule's own namespace; anything else is taken as written."""
+    written = str((rule.get("spec") or {}).get("host") or "")
+    if written and written != "*" and "." not in written:
+        return f"{written}.{rule['metadata']['namespace']}.svc.cluster.local"
+    return written
+
+
+def _covers(host: str, fqdn: str) -> bool:
+    return host == fqdn or (host.startswith("*") and fqdn.endswith(host[1:]))
+
+
+def clashes(mesh: MeshConfig, rules: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Which of one cluster's DestinationRules (as its API server lists them) would keep a
+    failover rule from taking effect, each said for the refusal. istiod picks a client's rule for
+    a host from the client's own namespace first (the most specific host there, wildcards too),
+    then from the Service's namespace, where rules for the same host are merged but only one
+    top-level `trafficPolicy` is kept (the older rule's, by istiod's code; in the lab either one,
+    run to run). So: another rule for the host in the Service's
+    namespace with a `trafficPolicy` of its own, and any rule covering the host in a third
+    namespace (its clients use it instead). Rules in the root namespace count only for clients
+    there, and a rule without a top-level policy beside ours is merged: neither is a clash."""
+    found = []
+    for service in mesh.failover.services:
+        ours_name, service_namespace = rule_name(service)
+        fqdn = f"{service.split('.', 1)[0]}.{service_namespace}.svc.cluster.local"
+        for rule in rules:
+            metadata = rule.get("metadata") or {}
+            namespace, name = metadata.get("namespace"), metadata.get("name")
+            host = _host(rule)
+            if (namespace, name) == (service_namespace, ours_name) or namespace == ROOT_NAMESPACE:
+                continue
+            if namespace == service_namespace:
+                if host == fqdn and (rule.get("spec") or {}).get("trafficPolicy"):
+                    found.append(
+                        f"{service!r}: DestinationRule {namespace}/{name} sets a trafficPolicy for {fqdn} too "
+                        "(istiod takes one of the two policies and ignores the other)"
+                    )
+            elif _covers(host, fqdn):
+                found.append(
+                    f"{service!r}: DestinationRule {namespace}/{name} (host {host!r}) is what clients in namespace "
+                    f"{namespace} use for {fqdn} instead of the failover rule"
+                )
+    return found

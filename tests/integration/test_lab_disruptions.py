@@ -16,15 +16,19 @@ figures (docs/benchmark.md takes them from bench/without_downtime.py).
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 
 import kubernetes
+import kubernetes.stream
 import pytest
 
+from mesh import config as mesh_settings
+from mesh.plan.failover import failover_manifests
 from mesh.verify import steady
 
-from .conftest import Traffic, deploy, ready_pods, restart_pod, running_traffic, update, wait_for
+from .conftest import Traffic, deploy, ready_pods, refused_up, restart_pod, running_traffic, update, wait_for
 
 CLUSTERS = ["east", "west"]
 SETTLE_SECONDS = 8
@@ -203,6 +207,84 @@ def test_without_failover_an_unreachable_gateway_fails_east_until_it_is_back(mes
     # Istio's defaults: half of east's requests still go to west's endpoint, each waiting for a
     # connect that never comes, for as long as the gateway is away.
     assert figures["failedBySource"]["east"] > 0, traffic.table()
+
+
+HELLOWORLD_CLUSTER = "outbound|5000||helloworld.sample.svc.cluster.local"
+RULES = ("networking.istio.io", "v1", "sample", "destinationrules")
+
+
+def helloworld_policy(mesh, cluster: str) -> dict:
+    """What `cluster`'s sleep sidecar (Envoy's own config) has for helloworld: its outlier
+    detection (None without) and its connection limit."""
+    pod = mesh.core(cluster).list_namespaced_pod("sample", label_selector="app=sleep").items[0]
+    out = kubernetes.stream.stream(
+        mesh.core(cluster).connect_get_namespaced_pod_exec,
+        pod.metadata.name,
+        "sample",
+        container="sleep",
+        command=["curl", "-sS", "localhost:15000/config_dump?resource=dynamic_active_clusters"],
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+    )
+    for entry in json.loads(out)["configs"]:
+        if entry["cluster"]["name"] == HELLOWORLD_CLUSTER:
+            found = entry["cluster"]
+            limits = found.get("circuit_breakers", {}).get("thresholds", [{}])[0]
+            return {"outlierDetection": found.get("outlier_detection"), "maxConnections": limits.get("max_connections")}
+    raise AssertionError(f"{cluster}'s sleep has no cluster {HELLOWORLD_CLUSTER}")
+
+
+def test_failover_beside_a_rule_istiod_would_prefer_is_refused_before_anything_changes(mesh):
+    """A user's own DestinationRule for helloworld in its namespace, with a traffic policy: istiod
+    keeps one top-level policy per host, so one of the two rules would be ignored. Shown on the
+    real istiod (the same failover rule applied by hand beside it: west's sidecar has one rule's
+    policy, never both; seen run to run either one), and refused before anything changes."""
+    custom = kubernetes.client.CustomObjectsApi(mesh.client("west"))
+    own = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "DestinationRule",
+        "metadata": {"name": "helloworld-own", "namespace": "sample"},
+        "spec": {
+            "host": "helloworld.sample.svc.cluster.local",
+            "trafficPolicy": {"connectionPool": {"tcp": {"maxConnections": 1000}}},
+        },
+    }
+    wanted = dict(mesh.config, failover={"services": ["helloworld.sample"]})
+    (ours,) = failover_manifests(mesh_settings.parse(wanted))
+    custom.create_namespaced_custom_object(*RULES, own)
+    try:
+        message = refused_up(mesh, wanted)
+        assert (
+            "config mesh:failover.services: a failover rule would not take effect: on cluster west, "
+            "'helloworld.sample': DestinationRule sample/helloworld-own sets a trafficPolicy for "
+            "helloworld.sample.svc.cluster.local too (istiod takes one of the two policies and ignores the other)"
+        ) in message, message
+        assert "Nothing was changed" in message and "on cluster east" not in message
+        for cluster in CLUSTERS:
+            names = [r["metadata"]["name"] for r in mesh.custom(cluster).list_namespaced_custom_object(*RULES)["items"]]
+            assert ours["metadata"]["name"] not in names, (cluster, names)
+        # What the refusal spares the user: with both rules, west's sidecar has one rule's policy,
+        # never both (istiod takes one top-level policy per host and namespace).
+        custom.create_namespaced_custom_object(*RULES, ours)
+        time.sleep(5)
+        both = helloworld_policy(mesh, "west")
+        print(f"\nwest's sidecar with both rules: {both}")
+        assert not (both["outlierDetection"] and both["maxConnections"] == 1000), both
+        custom.delete_namespaced_custom_object(*RULES, own["metadata"]["name"])
+        alone = wait_for(
+            "west's sidecar to have the failover rule's policy alone",
+            lambda: (p := helloworld_policy(mesh, "west"))["outlierDetection"] and p["maxConnections"] != 1000 and p,
+        )
+        assert alone["outlierDetection"]["consecutive_5xx"] == 3, alone
+    finally:
+        for name in (own["metadata"]["name"], ours["metadata"]["name"]):
+            try:
+                custom.delete_namespaced_custom_object(*RULES, name)
+            except kubernetes.client.ApiException as error:
+                if error.status != 404:
+                    raise
 
 
 def test_with_failover_spread_east_recovers_within_the_detection_bound(mesh, traffic):
