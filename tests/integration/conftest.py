@@ -214,6 +214,23 @@ def step6(mesh: DeployedMesh, cluster: str, times: int = 10) -> list[str]:
     return [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
 
 
+def sidecar_admin(mesh: DeployedMesh, cluster: str, path: str) -> str:
+    """A page of the Envoy admin API (`localhost:15000/<path>`) of `cluster`'s sleep sidecar,
+    asked from inside the pod."""
+    pod = mesh.core(cluster).list_namespaced_pod("sample", label_selector="app=sleep").items[0]
+    return kubernetes.stream.stream(
+        mesh.core(cluster).connect_get_namespaced_pod_exec,
+        pod.metadata.name,
+        "sample",
+        container="sleep",
+        command=["curl", "-sS", f"localhost:15000/{path}"],
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+    )
+
+
 class Traffic:
     """Steady traffic from both sides for a whole module (mesh/verify/steady.py, as `mesh verify
     --traffic-for` runs it): tests mark each operation, then read what it cost."""
@@ -253,19 +270,7 @@ class Traffic:
     def sidecar_counters(self, cluster: str, service: str, names: Iterable[str]) -> dict[str, dict[str, int]]:
         """Per endpoint of `service`, the counters `names` of the client sidecar's Envoy (its
         /clusters page) in `cluster`'s sleep."""
-        pod = self.mesh.core(cluster).list_namespaced_pod("sample", label_selector="app=sleep").items[0]
-        out = kubernetes.stream.stream(
-            self.mesh.core(cluster).connect_get_namespaced_pod_exec,
-            pod.metadata.name,
-            "sample",
-            container="sleep",
-            command=["curl", "-sS", "localhost:15000/clusters"],
-            stderr=True,
-            stdin=False,
-            stdout=True,
-            tty=False,
-        )
-        return lab_traffic.endpoint_counters(out, service, names)
+        return lab_traffic.endpoint_counters(sidecar_admin(self.mesh, cluster, "clusters"), service, names)
 
     def assert_every_fresh_request_was_a_new_handshake(self, cluster: str) -> None:
         """From the client sidecar's own counters: at every endpoint of helloworld-fresh (the local

@@ -21,14 +21,23 @@ import time
 from collections import Counter
 
 import kubernetes
-import kubernetes.stream
 import pytest
 
 from mesh import config as mesh_settings
 from mesh.plan.failover import failover_manifests
 from mesh.verify import steady
 
-from .conftest import Traffic, deploy, ready_pods, refused_up, restart_pod, running_traffic, update, wait_for
+from .conftest import (
+    Traffic,
+    deploy,
+    ready_pods,
+    refused_up,
+    restart_pod,
+    running_traffic,
+    sidecar_admin,
+    update,
+    wait_for,
+)
 
 CLUSTERS = ["east", "west"]
 SETTLE_SECONDS = 8
@@ -216,18 +225,7 @@ RULES = ("networking.istio.io", "v1", "sample", "destinationrules")
 def helloworld_policy(mesh, cluster: str) -> dict:
     """What `cluster`'s sleep sidecar (Envoy's own config) has for helloworld: its outlier
     detection (None without) and its connection limit."""
-    pod = mesh.core(cluster).list_namespaced_pod("sample", label_selector="app=sleep").items[0]
-    out = kubernetes.stream.stream(
-        mesh.core(cluster).connect_get_namespaced_pod_exec,
-        pod.metadata.name,
-        "sample",
-        container="sleep",
-        command=["curl", "-sS", "localhost:15000/config_dump?resource=dynamic_active_clusters"],
-        stderr=True,
-        stdin=False,
-        stdout=True,
-        tty=False,
-    )
+    out = sidecar_admin(mesh, cluster, "config_dump?resource=dynamic_active_clusters")
     for entry in json.loads(out)["configs"]:
         if entry["cluster"]["name"] == HELLOWORLD_CLUSTER:
             found = entry["cluster"]
