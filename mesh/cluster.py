@@ -126,11 +126,12 @@ class MeshCluster(pulumi.ComponentResource):
             child,
         )
         samples = SampleApps(name, SampleAppsArgs(plan.samples, istio), child) if plan.samples else None
-        self.serving: list[pulumi.Resource] = [self.gateway, *([samples] if samples else [])]
+        workloads: list[pulumi.Resource] = [samples] if samples else []
+        self.serving: list[pulumi.Resource] = [self.gateway, *workloads]
         """What must run before the other clusters route to this one (their remote secrets for it):
         its east-west gateway and the workloads the stack puts here, each Ready."""
         # The failover rules after Istio (its CRDs' user) and the sample apps (the `sample` namespace).
-        after_samples = pulumi.ResourceOptions(parent=self, depends_on=[istio, *([samples] if samples else [])])
+        after_samples = pulumi.ResourceOptions(parent=self, depends_on=[istio, *workloads])
         for rule in plan.failover:
             kube.create(name, rule, after_samples)
         self.register_outputs({"gateway_address": self.gateway.address})

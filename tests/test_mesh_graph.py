@@ -416,12 +416,12 @@ def test_a_clusters_remote_secrets_wait_until_it_serves(mesh_graph):
     names = {c.cluster_name: c.name for c in cfg.clusters}
     for secret in [r for r in registrations if r.kind == "Secret" and r.metadata["name"].startswith("istio-remote-")]:
         source = names[secret.metadata["annotations"]["networking.istio.io/cluster"]]
+        waited = waits_for(secret, registrations)
         theirs = {
             f"{r.kind} {r.metadata['name']}"
             for r in registrations
-            if r.type.startswith("kubernetes:") and cluster_of(r, provider_map) == source
-            and r.urn in waits_for(secret, registrations)
-        }  # fmt: skip
+            if r.type.startswith("kubernetes:") and cluster_of(r, provider_map) == source and r.urn in waited
+        }
         serving = next(c for c in cfg.clusters if c.name == source)
         for needed in (
             "Deployment istio-eastwestgateway",

@@ -36,7 +36,6 @@ def failover_manifests(mesh: MeshConfig) -> list[dict[str, Any]]:
     settings = mesh.failover
     rules = []
     for service in settings.services:
-        name = service.split(".", 1)[0]
         rule, namespace = rule_name(service)
         rules.append(
             {
@@ -44,7 +43,7 @@ def failover_manifests(mesh: MeshConfig) -> list[dict[str, Any]]:
                 "kind": "DestinationRule",
                 "metadata": {"name": rule, "namespace": namespace},
                 "spec": {
-                    "host": f"{name}.{namespace}.svc.cluster.local",
+                    "host": service_host(service),
                     "trafficPolicy": {
                         "connectionPool": {"tcp": {"connectTimeout": f"{settings.connect_timeout_seconds}s"}},
                         "loadBalancer": {
@@ -74,6 +73,11 @@ def rule_name(service: str) -> tuple[str, str]:
     return f"{name}-failover", namespace
 
 
+def service_host(service: str) -> str:
+    """The Service's host as istiod knows it: `<name>.<namespace>.svc.cluster.local`."""
+    return f"{service}.svc.cluster.local"
+
+
 def _host(rule: Mapping[str, Any]) -> str:
     """The rule's host as istiod resolves it: a name without a dot is short for a Service of the
     rule's own namespace; anything else is taken as written."""
@@ -93,14 +97,14 @@ def clashes(mesh: MeshConfig, rules: Iterable[Mapping[str, Any]]) -> list[str]:
     a host from the client's own namespace first (the most specific host there, wildcards too),
     then from the Service's namespace, where rules for the same host are merged but only one
     top-level `trafficPolicy` is kept (the older rule's, by istiod's code; in the lab either one,
-    run to run). So: another rule for the host in the Service's
-    namespace with a `trafficPolicy` of its own, and any rule covering the host in a third
-    namespace (its clients use it instead). Rules in the root namespace count only for clients
-    there, and a rule without a top-level policy beside ours is merged: neither is a clash."""
+    run to run). So: another rule for the host in the Service's namespace with a `trafficPolicy`
+    of its own, and any rule covering the host in a third namespace (its clients use it instead).
+    Rules in the root namespace count only for clients there, and a rule without a top-level
+    policy beside ours is merged: neither is a clash."""
     found = []
     for service in mesh.failover.services:
         ours_name, service_namespace = rule_name(service)
-        fqdn = f"{service.split('.', 1)[0]}.{service_namespace}.svc.cluster.local"
+        fqdn = service_host(service)
         for rule in rules:
             metadata = rule.get("metadata") or {}
             namespace, name = metadata.get("namespace"), metadata.get("name")

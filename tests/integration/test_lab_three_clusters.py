@@ -5,9 +5,9 @@ opening the cluster it names, every istiod with both peers synced. Tests run in 
 
 The other clusters' remote secrets for a joining one wait until its gateway and workloads are
 Ready: when they did not, east's and west's sidecars got the new cluster's endpoints before its
-gateway could carry them and 3 to 16 connections per side failed at its gateway in each join (2 of 2 runs)
-(Istio's retries hid most; once all three attempts of a request failed). Their own counters now
-show no connection failing there."""
+gateway could carry them, and 3 to 16 connections per side failed at its gateway in each join
+(2 of 2 runs; Istio's retries hid most, once all three attempts of a request failed). Their own
+counters now show no connection failing there."""
 
 from __future__ import annotations
 
