@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import kubernetes
-from kubernetes.stream import portforward
 
 from ..plan.names import ISTIO_NAMESPACE
+from .clients import pod_port_forward
 
 MONITORING_PORT = 15014
 MONITORING_PORT_NAME = "http-monitoring"
@@ -92,10 +92,7 @@ def get_json(api: kubernetes.client.ApiClient, istiod: Istiod, path: str, timeou
     """GET `path` of istiod's debug interface and decode its JSON."""
     try:
         if not istiod.on_this_host:
-            core = kubernetes.client.CoreV1Api(api)
-            forward = portforward(
-                core.connect_get_namespaced_pod_portforward, istiod.pod, ISTIO_NAMESPACE, ports=str(istiod.port)
-            )
+            forward = pod_port_forward(api, istiod.pod, ISTIO_NAMESPACE, ports=str(istiod.port))
             try:
                 sock = forward.socket(istiod.port)
                 sock.settimeout(timeout)

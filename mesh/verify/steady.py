@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import kubernetes
-from kubernetes.stream import stream
 
 from ..config import MeshConfig
 from ..plan import samples
+from .clients import pod_exec
 from .results import HELLOWORLD_URL, SLEEP
 from .traffic import (
     NO_ANSWER,
@@ -185,11 +185,10 @@ class SteadyTraffic:
 
     def _run(self, source: str, kind: str) -> None:
         core = kubernetes.client.CoreV1Api(self.apis[source])
-        pod_exec = PodExec(self.mesh, self.apis, self.request_timeout)
         try:
-            pod, container = pod_exec.target(source, core)
-            client = stream(
-                core.connect_get_namespaced_pod_exec,
+            pod, container = PodExec(self.mesh, self.apis, self.request_timeout).target(source, core)
+            client = pod_exec(
+                self.apis[source],
                 pod,
                 samples.NAMESPACE,
                 container=container,
@@ -223,6 +222,9 @@ class SteadyTraffic:
                     self._record(source, kind, reply)
                 if self._stop.is_set():
                     break
+        except Exception as error:  # noqa: BLE001 - the stream ends here; said in the report
+            with self._lock:
+                self.errors.append(f"{source} {kind}: the exec stream broke after {self.now():.1f} s: {error}")
         finally:
             client.close()
 

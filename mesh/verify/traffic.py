@@ -14,11 +14,11 @@ from typing import Callable, Mapping, Optional
 import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
-from kubernetes.stream import stream
 from websocket import WebSocketException
 
 from ..config import ClusterConfig, MeshConfig
 from ..plan import samples
+from .clients import pod_exec
 from .results import _HELLO, FAIL, HELLOWORLD_URL, SLEEP, TRAFFIC, Result, _result, api_error
 from .workloads import ready_pods, sample_deployments
 
@@ -76,8 +76,8 @@ class PodExec:
         core = kubernetes.client.CoreV1Api(self.apis[cluster_name])
         try:
             pod, container = self.target(cluster_name, core)
-            return stream(
-                core.connect_get_namespaced_pod_exec,
+            return pod_exec(
+                self.apis[cluster_name],
                 pod,
                 samples.NAMESPACE,
                 container=container,

@@ -31,6 +31,7 @@ from lab.lab import Lab
 from mesh import config as mesh_settings
 from mesh import verify as v
 from mesh.verify import istiod_access, steady
+from mesh.verify.clients import pod_exec
 from mesh.verify.workloads import pod_ready
 from mesh.verify import traffic as one_shot_traffic
 from mesh.verify import istiod_answers as istiod_checks
@@ -218,8 +219,8 @@ def sidecar_admin(mesh: DeployedMesh, cluster: str, path: str) -> str:
     """A page of the Envoy admin API (`localhost:15000/<path>`) of `cluster`'s sleep sidecar,
     asked from inside the pod."""
     pod = mesh.core(cluster).list_namespaced_pod("sample", label_selector="app=sleep").items[0]
-    return kubernetes.stream.stream(
-        mesh.core(cluster).connect_get_namespaced_pod_exec,
+    return pod_exec(
+        mesh.core(cluster).api_client,
         pod.metadata.name,
         "sample",
         container="sleep",
