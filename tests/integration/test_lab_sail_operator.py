@@ -130,21 +130,23 @@ def test_a_version_the_operators_crd_does_not_list_is_refused_by_preview_before_
 
 
 def test_an_end_of_life_version_fails_up_at_once_with_the_operators_reason_and_the_key(mesh):
+    TIMEOUT = 40  # what the engine waits on IstioCNI; the reason must come well before it
     eol = "v1.28.10"
     reason = f'validation error: version "{eol}" is end-of-life and cannot be installed'
     said: list[tuple[float, str]] = []
     started = time.monotonic()
     message = refused_up(
         mesh,
-        dict(mesh.config, istioVersion=eol, readyTimeout="90s"),
+        dict(mesh.config, istioVersion=eol, readyTimeout=f"{TIMEOUT}s"),
         on_output=lambda line: said.append((time.monotonic() - started, line)),
     )
     assert f"config mesh:istioVersion: '{eol}': the Sail operator on cluster " in message, message[-3000:]
     assert reason in message
     # Said as soon as the operator refused, long before the engine's wait on IstioCNI timed out.
     first = next(seconds for seconds, line in said if "config mesh:istioVersion" in line)
-    assert first < 45, (first, [line for _, line in said][-40:])
-    assert time.monotonic() - started >= 90
+    print(f"the operator's reason said after {first:.1f} s; `up` failed after {time.monotonic() - started:.1f} s")
+    assert first < TIMEOUT / 2, (first, [line for _, line in said][-40:])
+    assert time.monotonic() - started >= TIMEOUT
     # The CRD let it in; the operator refused it at reconcile. IstioCNI goes first (Istio waits on
     # it), so the Istio resource was not touched, and the mesh keeps running the version it had.
     for cluster in CLUSTERS:
