@@ -11,7 +11,7 @@ import pytest
 
 from mesh import config
 from mesh.verify import steady
-from mesh.verify.traffic import Reply, split_responses
+from mesh.verify.traffic import SOURCE_ITEM, Reply, split_responses, traffic_results
 
 V1 = "Hello version: v1, instance: helloworld-v1-abc\n"
 
@@ -103,3 +103,14 @@ def test_rows_give_the_one_shot_checks_per_pair_view(traffic):
     assert rows["east"].requests == 5 and len(rows["east"].errors) == 2
     assert sorted(rows["east"].replies) == ["east", "west"] and rows["east"].missing == ()
     assert rows["west"].missing == ("west",)
+
+
+def test_a_stream_that_never_started_fails_its_source_though_the_other_one_answered(traffic):
+    """As in a CI run: east's kept-alive stream could not open its exec, its new-connection stream
+    ran. Half the traffic asked for was never sent: the source fails, saying which stream and why."""
+    traffic.errors.append("east kept: (0) Reason: Handshake status 200 OK")
+    rows = {row.source: row for row in steady.rows_of(traffic)}
+    (source,) = [r for r in traffic_results(rows["east"]) if r.item == SOURCE_ITEM]
+    assert source.failed, source
+    assert "then stopped: east kept: (0) Reason: Handshake status 200 OK" in source.detail
+    assert rows["west"].exec_error is None

@@ -353,8 +353,10 @@ def rows_of(traffic: SteadyTraffic) -> list[TrafficRow]:
                 row.errors.append(s.reply.error)
             else:
                 row.replies.setdefault(s.target, []).append(s.reply)
+        # A stream that could not start, or broke, fails its source even when the other one ran: the
+        # traffic asked for was not all measured.
         stream_errors = [e for e in traffic.errors if e.startswith(f"{cluster.name} ")]
-        if stream_errors and not row.requests:
+        if stream_errors:
             row.exec_error = "; ".join(stream_errors)
         row.missing = tuple(t for t in targets if t not in row.replies)
         rows.append(row)
