@@ -218,9 +218,10 @@ def step6(mesh: DeployedMesh, cluster: str, times: int = 10) -> list[str]:
 def sidecar_admin(mesh: DeployedMesh, cluster: str, path: str) -> str:
     """A page of the Envoy admin API (`localhost:15000/<path>`) of `cluster`'s sleep sidecar,
     asked from inside the pod."""
-    pod = mesh.core(cluster).list_namespaced_pod("sample", label_selector="app=sleep").items[0]
+    api = mesh.client(cluster)
+    pod = kubernetes.client.CoreV1Api(api).list_namespaced_pod("sample", label_selector="app=sleep").items[0]
     return pod_exec(
-        mesh.core(cluster).api_client,
+        api,
         pod.metadata.name,
         "sample",
         container="sleep",

@@ -243,7 +243,7 @@ def test_execs_and_other_calls_at_once_on_one_clusters_client_all_succeed(mesh):
                     stdin=False,
                     stdout=True,
                     tty=False,
-                )  # fmt: skip
+                )
             )
         except Exception as error:  # noqa: BLE001 - counted
             failed.append(f"exec: {error}")
